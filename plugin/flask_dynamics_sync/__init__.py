@@ -1,0 +1,27 @@
+"""Flask-Dynamics-Sync: a Microsoft Dynamics sync status console for Flask-Admin."""
+
+from .errors import DynamicsSyncError
+from .errors import NotInitializedError
+from .extension import DynamicsSync
+from .types import Change
+from .types import ClaimedRecord
+from .types import Direction
+from .types import ErrorState
+from .types import Operation
+from .types import QueueState
+from .types import SyncOutcome
+
+__all__ = [
+    "Change",
+    "ClaimedRecord",
+    "Direction",
+    "DynamicsSync",
+    "DynamicsSyncError",
+    "ErrorState",
+    "NotInitializedError",
+    "Operation",
+    "QueueState",
+    "SyncOutcome",
+]
+
+__version__ = "0.1.0"

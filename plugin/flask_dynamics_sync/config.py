@@ -1,0 +1,174 @@
+"""Configuration: every ``DYNAMICS_SYNC_*`` key, its default, read once in ``init_app``.
+
+Each key is documented in the README ("Configuration"). ``load_settings`` calls
+``app.config.setdefault`` for every key, so ``app.config`` shows the values in
+effect, and returns an immutable :class:`Settings` the plugin reads afterwards.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing as t
+from collections.abc import Mapping
+
+from .types import Direction
+
+DEFAULT_OBJECTS: tuple[str, ...] = ("Lead", "Contact", "Account", "Opportunity")
+
+#: Every config key with its default value.
+DEFAULTS: dict[str, t.Any] = {
+    # Synced object types, in display order: a list of names or a {name: label} mapping.
+    "DYNAMICS_SYNC_OBJECTS": list(DEFAULT_OBJECTS),
+    # Menu category the two views are placed in.
+    "DYNAMICS_SYNC_MENU_CATEGORY": "Microsoft Dynamics",
+    # URL segment under the Admin URL: /admin/<segment>/status and /admin/<segment>/errors.
+    "DYNAMICS_SYNC_URL_SEGMENT": "dynamics",
+    # URL path the plugin's static files are served from.
+    "DYNAMICS_SYNC_STATIC_URL_PATH": "/static/dynamics_sync",
+    # Time zone used to show times when the host has no Flask-Babel time zone selector.
+    "DYNAMICS_SYNC_TIMEZONE": "UTC",
+    # Seconds a claimed record stays with its worker before it returns to the queue.
+    "DYNAMICS_SYNC_CLAIM_TIMEOUT": 300,
+    # Failed attempts after which a record retried by mark_failed(retry=True) is parked.
+    "DYNAMICS_SYNC_MAX_ATTEMPTS": 10,
+    # Seconds before the first retry; doubles with each attempt, capped at one hour.
+    "DYNAMICS_SYNC_RETRY_BACKOFF": 30,
+    # Direction used by enqueue() when none is given.
+    "DYNAMICS_SYNC_DEFAULT_DIRECTION": Direction.TO_DYNAMICS.value,
+    # Start the APScheduler jobs (rollup, retention, notifications) in this process.
+    "DYNAMICS_SYNC_SCHEDULER": False,
+    # Hours before the current one that every rollup run recomputes (late events).
+    "DYNAMICS_SYNC_ROLLUP_WINDOW_HOURS": 3,
+    # Minutes between refreshes of the current (partial) hour.
+    "DYNAMICS_SYNC_ROLLUP_REFRESH_MINUTES": 5,
+    # Raw sync events older than this many days are deleted (after they are rolled up).
+    "DYNAMICS_SYNC_EVENT_RETENTION_DAYS": 14,
+    # Resolved and ignored errors older than this many days are deleted.
+    "DYNAMICS_SYNC_ERROR_RETENTION_DAYS": 90,
+    # Rows deleted per batch by retention pruning.
+    "DYNAMICS_SYNC_PRUNE_BATCH_SIZE": 5000,
+    # Seconds a scheduler lease lasts; a dead holder loses it after this time.
+    "DYNAMICS_SYNC_LEASE_SECONDS": 120,
+    # Most rows one export may contain; None for no cap.
+    "DYNAMICS_SYNC_EXPORT_MAX_ROWS": None,
+    # Rows fetched per round trip while exporting.
+    "DYNAMICS_SYNC_EXPORT_CHUNK_SIZE": 2000,
+    # Errors list: counts above this are shown capped ("10,000+").
+    "DYNAMICS_SYNC_COUNT_CAP": 10000,
+    # Alert when this many errors with one code happen within the window below (0: off).
+    "DYNAMICS_SYNC_ALERT_THRESHOLD": 0,
+    "DYNAMICS_SYNC_ALERT_WINDOW_MINUTES": 15,
+    # Send the daily digest and alerts by e-mail to these addresses (Flask-Mail-free SMTP).
+    "DYNAMICS_SYNC_NOTIFY_EMAILS": [],
+    "DYNAMICS_SYNC_SMTP_HOST": "localhost",
+    "DYNAMICS_SYNC_SMTP_PORT": 25,
+    "DYNAMICS_SYNC_SMTP_USERNAME": None,
+    "DYNAMICS_SYNC_SMTP_PASSWORD": None,
+    "DYNAMICS_SYNC_SMTP_STARTTLS": False,
+    "DYNAMICS_SYNC_MAIL_SENDER": "dynamics-sync@localhost",
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """The plugin's configuration for one application, read once."""
+
+    objects: dict[str, str]
+    menu_category: str
+    url_segment: str
+    static_url_path: str
+    timezone: str
+    claim_timeout: int
+    max_attempts: int
+    retry_backoff: int
+    default_direction: Direction
+    scheduler: bool
+    rollup_window_hours: int
+    rollup_refresh_minutes: int
+    event_retention_days: int
+    error_retention_days: int
+    prune_batch_size: int
+    lease_seconds: int
+    export_max_rows: int | None
+    export_chunk_size: int
+    count_cap: int
+    alert_threshold: int
+    alert_window_minutes: int
+    notify_emails: tuple[str, ...]
+    smtp_host: str
+    smtp_port: int
+    smtp_username: str | None
+    smtp_password: str | None
+    smtp_starttls: bool
+    mail_sender: str
+
+    @property
+    def object_types(self) -> tuple[str, ...]:
+        """Configured object type names, in display order."""
+        return tuple(self.objects)
+
+
+def _objects(value: t.Any) -> dict[str, str]:
+    if isinstance(value, Mapping):
+        objects = {str(k): str(v) for k, v in value.items()}
+    elif isinstance(value, (list, tuple)):
+        objects = {str(name): str(name) for name in value}
+    else:
+        raise TypeError("DYNAMICS_SYNC_OBJECTS must be a list of names or a {name: label} mapping")
+    if not objects:
+        raise ValueError("DYNAMICS_SYNC_OBJECTS must name at least one object type")
+    for name in objects:
+        if not name or len(name) > 64:
+            raise ValueError(f"object type names must be 1 to 64 characters: {name!r}")
+    return objects
+
+
+def _positive_int(config: Mapping[str, t.Any], key: str, *, allow_zero: bool = False) -> int:
+    value = config[key]
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{key} must be an integer, not {type(value).__name__}")
+    if value < 0 or (value == 0 and not allow_zero):
+        raise ValueError(f"{key} must be {'>= 0' if allow_zero else '> 0'}, got {value}")
+    return value
+
+
+def load_settings(config: t.MutableMapping[str, t.Any]) -> Settings:
+    """Fill in defaults with ``setdefault`` and return the validated settings."""
+    for key, default in DEFAULTS.items():
+        config.setdefault(key, list(default) if isinstance(default, list) else default)
+    export_max_rows = config["DYNAMICS_SYNC_EXPORT_MAX_ROWS"]
+    if export_max_rows is not None:
+        export_max_rows = _positive_int(config, "DYNAMICS_SYNC_EXPORT_MAX_ROWS")
+    segment = str(config["DYNAMICS_SYNC_URL_SEGMENT"]).strip("/")
+    if not segment:
+        raise ValueError("DYNAMICS_SYNC_URL_SEGMENT must not be empty")
+    return Settings(
+        objects=_objects(config["DYNAMICS_SYNC_OBJECTS"]),
+        menu_category=str(config["DYNAMICS_SYNC_MENU_CATEGORY"]),
+        url_segment=segment,
+        static_url_path=str(config["DYNAMICS_SYNC_STATIC_URL_PATH"]),
+        timezone=str(config["DYNAMICS_SYNC_TIMEZONE"]),
+        claim_timeout=_positive_int(config, "DYNAMICS_SYNC_CLAIM_TIMEOUT"),
+        max_attempts=_positive_int(config, "DYNAMICS_SYNC_MAX_ATTEMPTS"),
+        retry_backoff=_positive_int(config, "DYNAMICS_SYNC_RETRY_BACKOFF", allow_zero=True),
+        default_direction=Direction(config["DYNAMICS_SYNC_DEFAULT_DIRECTION"]),
+        scheduler=bool(config["DYNAMICS_SYNC_SCHEDULER"]),
+        rollup_window_hours=_positive_int(config, "DYNAMICS_SYNC_ROLLUP_WINDOW_HOURS", allow_zero=True),
+        rollup_refresh_minutes=_positive_int(config, "DYNAMICS_SYNC_ROLLUP_REFRESH_MINUTES"),
+        event_retention_days=_positive_int(config, "DYNAMICS_SYNC_EVENT_RETENTION_DAYS"),
+        error_retention_days=_positive_int(config, "DYNAMICS_SYNC_ERROR_RETENTION_DAYS"),
+        prune_batch_size=_positive_int(config, "DYNAMICS_SYNC_PRUNE_BATCH_SIZE"),
+        lease_seconds=_positive_int(config, "DYNAMICS_SYNC_LEASE_SECONDS"),
+        export_max_rows=export_max_rows,
+        export_chunk_size=_positive_int(config, "DYNAMICS_SYNC_EXPORT_CHUNK_SIZE"),
+        count_cap=_positive_int(config, "DYNAMICS_SYNC_COUNT_CAP"),
+        alert_threshold=_positive_int(config, "DYNAMICS_SYNC_ALERT_THRESHOLD", allow_zero=True),
+        alert_window_minutes=_positive_int(config, "DYNAMICS_SYNC_ALERT_WINDOW_MINUTES"),
+        notify_emails=tuple(config["DYNAMICS_SYNC_NOTIFY_EMAILS"] or ()),
+        smtp_host=str(config["DYNAMICS_SYNC_SMTP_HOST"]),
+        smtp_port=_positive_int(config, "DYNAMICS_SYNC_SMTP_PORT"),
+        smtp_username=config["DYNAMICS_SYNC_SMTP_USERNAME"],
+        smtp_password=config["DYNAMICS_SYNC_SMTP_PASSWORD"],
+        smtp_starttls=bool(config["DYNAMICS_SYNC_SMTP_STARTTLS"]),
+        mail_sender=str(config["DYNAMICS_SYNC_MAIL_SENDER"]),
+    )

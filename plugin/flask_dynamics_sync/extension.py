@@ -1,0 +1,294 @@
+"""The :class:`DynamicsSync` extension object."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import os
+import typing as t
+from collections.abc import Callable
+from collections.abc import Iterable
+from collections.abc import Sequence
+
+from flask import Blueprint
+from flask import current_app
+from flask import Flask
+from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session
+
+from .config import Settings
+from .config import load_settings
+from .errors import NotInitializedError
+from .models import metadata
+from .recorder import Recorder
+from .recorder import dialect_family
+from .tracking import Tracking
+from .tracking import track
+from .types import Change
+from .types import ClaimedRecord
+from .types import Direction
+from .types import Operation
+from .types import SyncOutcome
+
+if t.TYPE_CHECKING:
+    from flask_admin import Admin
+    from flask_admin.base import BaseView
+    from flask_sqlalchemy import SQLAlchemy
+
+EXTENSION_KEY = "dynamics_sync"
+BLUEPRINT_NAME = "dynamics_sync"
+PACKAGE_DIR = os.path.dirname(__file__)
+
+Policy = Callable[[], bool]
+
+
+def utcnow() -> dt.datetime:
+    """The current time as a naive UTC datetime, the form every table stores."""
+    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+
+
+@dataclasses.dataclass
+class AppState:
+    """What the extension keeps per application, in ``app.extensions["dynamics_sync"]``."""
+
+    extension: DynamicsSync
+    settings: Settings
+    db: SQLAlchemy
+    recorder: Recorder
+    views: list[BaseView] = dataclasses.field(default_factory=list)
+    scheduler: t.Any = None
+
+
+class DynamicsSync:
+    """Adds the **Microsoft Dynamics** menu (*Sync Status*, *Sync Errors*) to a Flask-Admin
+    console and gives the host's sync engine its recording API.
+
+    ::
+
+        sync = DynamicsSync()
+        sync.init_app(app, admin=admin, db=db)
+
+    :param app: call :meth:`init_app` on this application now.
+    :param admin: the host's :class:`flask_admin.Admin`; the views are added to it.
+    :param db: the host's :class:`flask_sqlalchemy.SQLAlchemy`; its engine and session are used.
+    :param clock: returns the current time as a naive UTC datetime (tests inject a fixed one).
+    :param can_view: who may open the views, their JSON, metrics and exports. Defaults
+        to the host's own policy: whoever may open the admin index page.
+    :param can_act: who may retry, ignore and resolve errors. Defaults to ``can_view``.
+    """
+
+    def __init__(
+        self,
+        app: Flask | None = None,
+        *,
+        admin: Admin | None = None,
+        db: SQLAlchemy | None = None,
+        clock: Callable[[], dt.datetime] | None = None,
+        can_view: Policy | None = None,
+        can_act: Policy | None = None,
+    ) -> None:
+        self.clock: Callable[[], dt.datetime] = clock or utcnow
+        self.can_view = can_view
+        self.can_act = can_act
+        self._trackings: list[Tracking] = []
+        if app is not None:
+            self.init_app(app, admin=admin, db=db)
+
+    # -- setup ------------------------------------------------------------------
+
+    def init_app(self, app: Flask, *, admin: Admin | None = None, db: SQLAlchemy | None = None) -> None:
+        """Register the extension, its blueprint, views, CLI and (if configured) scheduler on ``app``.
+
+        Reads every ``DYNAMICS_SYNC_*`` key once. ``db`` is required; without
+        ``admin`` only the recording API and CLI are set up (add the views
+        later with :meth:`add_views`).
+        """
+        if EXTENSION_KEY in app.extensions:
+            raise RuntimeError(
+                "Flask-Dynamics-Sync is already initialised on this application; "
+                "call init_app() once per app (use add_views() for another Admin)."
+            )
+        if db is None:
+            raise TypeError("init_app() needs db=, the host's flask_sqlalchemy.SQLAlchemy object")
+        if "sqlalchemy" not in app.extensions:
+            raise RuntimeError("call db.init_app(app) before sync.init_app(app)")
+
+        settings = load_settings(app.config)
+        state = AppState(
+            extension=self,
+            settings=settings,
+            db=db,
+            recorder=Recorder(
+                settings,
+                get_engine=lambda: db.engine,
+                get_session=lambda: db.session,
+                clock=lambda: self.clock(),
+            ),
+        )
+        app.extensions[EXTENSION_KEY] = state
+        app.register_blueprint(
+            Blueprint(
+                BLUEPRINT_NAME,
+                __name__,
+                template_folder="templates",
+                static_folder="static",
+                static_url_path=settings.static_url_path,
+            )
+        )
+        from .cli import cli_group
+
+        app.cli.add_command(cli_group)
+        if admin is not None:
+            self.add_views(admin, app=app)
+        if settings.scheduler:
+            from .scheduler import start_scheduler
+
+            state.scheduler = start_scheduler(app)
+
+    def add_views(self, admin: Admin, *, app: Flask | None = None) -> list[BaseView]:
+        """Add *Sync Status* and *Sync Errors* to ``admin`` under the menu category.
+
+        Call it again with another :class:`~flask_admin.Admin` to show the views
+        in several consoles: endpoints are prefixed with that admin's endpoint.
+        """
+        from .views import make_views
+
+        state = self._state(app)
+        views = make_views(self, admin, state.settings)
+        admin.add_views(*views)
+        state.views.extend(views)
+        return views
+
+    def _state(self, app: Flask | None = None) -> AppState:
+        if app is None:
+            try:
+                app = current_app._get_current_object()  # type: ignore[attr-defined]
+            except RuntimeError:
+                raise NotInitializedError(
+                    "Flask-Dynamics-Sync needs an application context (with app.app_context(): ...)"
+                ) from None
+        state = app.extensions.get(EXTENSION_KEY)
+        if state is None or state.extension is not self:
+            raise NotInitializedError("call init_app(app, db=db) before using Flask-Dynamics-Sync")
+        return state
+
+    @property
+    def settings(self) -> Settings:
+        """The current application's settings."""
+        return self._state().settings
+
+    def now(self) -> dt.datetime:
+        """The current time (naive UTC) from the extension's clock."""
+        return self.clock()
+
+    def create_all(self) -> None:
+        """Create the plugin's tables on the host's engine (hosts without migrations)."""
+        metadata.create_all(self._state().db.engine)
+
+    def drop_all(self) -> None:
+        """Drop the plugin's tables."""
+        metadata.drop_all(self._state().db.engine)
+
+    # -- recording API --------------------------------------------------------
+
+    def enqueue(
+        self,
+        object_type: str,
+        record_id: str | int,
+        operation: Operation | str,
+        *,
+        direction: Direction | str | None = None,
+        label: str | None = None,
+        session: Session | Connection | None = None,
+    ) -> None:
+        """Put a changed record in the queue, coalescing with a row already waiting.
+
+        Runs in ``session`` (default: the host's ``db.session``) and does not
+        commit: the change and its queue row commit or roll back together.
+        An update on a pending insert stays one pending insert; the record
+        keeps the time it started waiting.
+
+        :raises ValueError: unknown object type, operation or direction; record id too long.
+        :raises TypeError: an argument of the wrong type.
+        """
+        self.enqueue_many(
+            [Change(object_type, record_id, operation, direction, label)],  # type: ignore[arg-type]
+            session=session,
+        )
+
+    def enqueue_many(self, changes: Iterable[Change], *, session: Session | Connection | None = None) -> int:
+        """Enqueue several changes in one round trip; every change is validated first.
+
+        Returns the number of changes written.
+        """
+        return self._state().recorder.enqueue_many(changes, session)
+
+    def claim(
+        self,
+        limit: int = 100,
+        *,
+        object_types: Sequence[str] | None = None,
+        direction: Direction | str | None = None,
+        lease_seconds: int | None = None,
+    ) -> list[ClaimedRecord]:
+        """Hand up to ``limit`` waiting records, oldest first, to the calling worker.
+
+        Two workers never get the same record (``FOR UPDATE SKIP LOCKED`` on
+        PostgreSQL and MariaDB, one locking ``UPDATE`` on SQLite). A record not
+        reported within ``lease_seconds`` (default ``DYNAMICS_SYNC_CLAIM_TIMEOUT``)
+        can be claimed again.
+        """
+        return self._state().recorder.claim(
+            limit, object_types=object_types, direction=direction, lease_seconds=lease_seconds
+        )
+
+    def mark_synced(self, records: ClaimedRecord | Iterable[ClaimedRecord]) -> SyncOutcome:
+        """Record successes: remove the records from the queue and append sync events, in one transaction.
+
+        A record changed while it was in flight stays queued as an update. Open
+        errors of a record that failed before are marked resolved.
+        """
+        return self._state().recorder.mark_synced(records)
+
+    def mark_failed(self, record: ClaimedRecord, code: str, message: str, *, retry: bool = True) -> bool:
+        """Record a failed attempt with Dynamics' error ``code`` and ``message``.
+
+        With ``retry=True`` the record stays queued and is retried after a
+        backoff, until ``DYNAMICS_SYNC_MAX_ATTEMPTS``; with ``retry=False`` (or
+        at the limit) it is parked until it changes again or an admin retries
+        it. A message longer than its column is stored truncated. Returns
+        whether the record was parked.
+        """
+        return self._state().recorder.mark_failed(record, code, message, retry)
+
+    def track(
+        self,
+        model: type,
+        object_type: str,
+        *,
+        record_id: str | Callable[[t.Any], t.Any] | None = None,
+        label: str | Callable[[t.Any], t.Any] | None = None,
+        direction: Direction | str | None = None,
+        fields: Iterable[str] | None = None,
+    ) -> Tracking:
+        """Enqueue ``model``'s ORM inserts and updates automatically, in the same transaction.
+
+        :param record_id: attribute name or callable giving the record id (default: the primary key).
+        :param label: attribute name or callable giving the label shown in the views.
+        :param fields: only updates to these columns enqueue (default: any column).
+        """
+        tracking = track(
+            self, model, object_type, record_id=record_id, label=label, direction=direction, fields=fields
+        )
+        self._trackings.append(tracking)
+        return tracking
+
+    def dialect(self) -> str:
+        """The database family in use: ``sqlite``, ``postgresql`` or ``mysql``."""
+        return dialect_family(self._state().db.engine)
+
+    @property
+    def engine(self) -> Engine:
+        """The host's engine the plugin's tables live on."""
+        return self._state().db.engine

@@ -1,0 +1,160 @@
+"""Translations and locale-aware formatting, with or without Flask-Babel.
+
+The plugin has its own gettext domain, ``dynamics_sync``, shipped in
+``translations/<locale>/LC_MESSAGES/dynamics_sync.mo``. When the host has
+initialised Flask-Babel, the locale and time zone come from the host's
+selectors; when it has not (or flask-babel is not installed at all, or is
+installed but ``Babel(app)`` was never called) pages are English and times
+are shown in ``DYNAMICS_SYNC_TIMEZONE``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import typing as t
+import zoneinfo
+
+from babel import Locale
+from babel import dates as babel_dates
+from babel import numbers as babel_numbers
+from babel import support
+from flask import current_app
+from flask import g
+from flask import has_app_context
+from flask import has_request_context
+
+DOMAIN = "dynamics_sync"
+TRANSLATIONS_DIR = os.path.join(os.path.dirname(__file__), "translations")
+DEFAULT_LOCALE = Locale("en")
+
+try:  # pragma: no cover - exercised by the "without Flask-Babel" tests through monkeypatching
+    import flask_babel
+except ImportError:  # pragma: no cover
+    flask_babel = None  # type: ignore[assignment]
+
+
+def babel_active() -> bool:
+    """True when Flask-Babel is installed *and* initialised on the current app."""
+    return flask_babel is not None and has_app_context() and "babel" in current_app.extensions
+
+
+def translation_directories() -> list[str]:
+    """The host's extra catalog folders (``DYNAMICS_SYNC_TRANSLATION_DIRECTORIES``) first, then ours."""
+    extra: list[str] = []
+    if has_app_context():
+        extra = list(current_app.config.get("DYNAMICS_SYNC_TRANSLATION_DIRECTORIES") or [])
+    return [*extra, TRANSLATIONS_DIR]
+
+
+_catalogs: dict[tuple[tuple[str, ...], str], support.NullTranslations] = {}
+
+
+def _load(locale: Locale) -> support.NullTranslations:
+    directories = tuple(translation_directories())
+    key = (directories, str(locale))
+    catalog = _catalogs.get(key)
+    if catalog is None:
+        catalog = support.Translations()
+        for directory in directories:
+            catalog.merge(support.Translations.load(directory, [locale], DOMAIN))
+        _catalogs[key] = catalog
+    return catalog
+
+
+def get_locale() -> Locale:
+    """The viewer's locale: the host's Flask-Babel selector, or English."""
+    if babel_active() and has_request_context():
+        locale = flask_babel.get_locale()
+        if locale is not None:
+            return locale
+    return DEFAULT_LOCALE
+
+
+def get_timezone() -> dt.tzinfo:
+    """The viewer's time zone: the host's Flask-Babel selector, else ``DYNAMICS_SYNC_TIMEZONE``."""
+    if babel_active() and has_request_context():
+        babel_config = flask_babel.get_babel()
+        if babel_config.timezone_selector is not None:
+            tz = flask_babel.get_timezone()
+            if tz is not None:
+                return tz
+    name = "UTC"
+    if has_app_context():
+        name = current_app.config.get("DYNAMICS_SYNC_TIMEZONE", "UTC")
+    return zoneinfo.ZoneInfo(name)
+
+
+def get_translations() -> support.NullTranslations:
+    """The plugin's catalog for the viewer's locale (cached per request)."""
+    if not has_app_context():
+        return support.NullTranslations()
+    locale = get_locale()
+    if has_request_context():
+        cached = getattr(g, "_dynamics_sync_translations", None)
+        if cached is not None and cached[0] == str(locale):
+            return cached[1]
+    catalog = _load(locale)
+    if has_request_context():
+        g._dynamics_sync_translations = (str(locale), catalog)
+    return catalog
+
+
+def gettext(string: str, **variables: t.Any) -> str:
+    """Translate ``string`` in the plugin's domain, then ``%``-format it with ``variables``."""
+    translated = get_translations().ugettext(string)
+    return translated % variables if variables else translated
+
+
+def ngettext(singular: str, plural: str, num: int, **variables: t.Any) -> str:
+    """Plural-aware :func:`gettext`; ``num`` is available as ``%(num)s``."""
+    variables.setdefault("num", num)
+    return get_translations().ungettext(singular, plural, num) % variables
+
+
+def lazy_gettext(string: str, **variables: t.Any) -> support.LazyProxy:
+    """A string translated when it is rendered (menu names, class attributes)."""
+    return support.LazyProxy(gettext, string, enable_cache=False, **variables)
+
+
+_ = gettext
+
+
+def to_local(value: dt.datetime) -> dt.datetime:
+    """A naive UTC timestamp from the database, in the viewer's time zone."""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=dt.timezone.utc)
+    return value.astimezone(get_timezone())
+
+
+def format_datetime(value: dt.datetime | None, format: str = "medium") -> str:
+    """A UTC timestamp formatted for the viewer's locale and time zone."""
+    if value is None:
+        return ""
+    return babel_dates.format_datetime(to_local(value), format=format, locale=get_locale())
+
+
+def format_time(value: dt.datetime, format: str = "short") -> str:
+    """The time of day of a UTC timestamp, for the viewer's locale and time zone."""
+    return babel_dates.format_time(to_local(value), format=format, locale=get_locale())
+
+
+def format_number(value: int | float) -> str:
+    """A number with the locale's grouping (``12,345`` / ``12.345``)."""
+    return babel_numbers.format_decimal(value, locale=get_locale())
+
+
+def format_duration(seconds: float) -> str:
+    """A rough, localised duration such as ``3 hours``."""
+    return babel_dates.format_timedelta(
+        dt.timedelta(seconds=seconds), threshold=1.0, locale=get_locale()
+    )
+
+
+def format_hour_range(start: dt.datetime) -> str:
+    """The hour starting at ``start`` (UTC), as the viewer reads it: ``1:00 – 2:00 PM``."""
+    local_start = to_local(start)
+    local_end = to_local(start + dt.timedelta(hours=1))
+    return babel_dates.format_interval(
+        local_start, local_end, skeleton="hm", tzinfo=local_start.tzinfo, locale=get_locale()
+    )

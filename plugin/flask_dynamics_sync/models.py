@@ -1,0 +1,180 @@
+"""Tables of the plugin, all prefixed ``dynamics_sync_``.
+
+The models live on their own :class:`~sqlalchemy.MetaData` (:data:`metadata`),
+not on the host's ``db.Model``: the host's own migrations never see them, and
+the plugin ships its own (``flask dynamics-sync db upgrade``). They use the
+host's engine and session through Flask-SQLAlchemy.
+
+All times are naive UTC. On MariaDB/MySQL they keep microseconds (``DATETIME(6)``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import mysql
+from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy.orm import Mapped
+from sqlalchemy.orm import mapped_column
+
+TABLE_PREFIX = "dynamics_sync_"
+
+#: Column sizes; the recording API validates against them before writing.
+OBJECT_TYPE_LENGTH = 64
+RECORD_ID_LENGTH = 128
+LABEL_LENGTH = 255
+ERROR_CODE_LENGTH = 32
+ERROR_MESSAGE_LENGTH = 2000
+CLAIM_TOKEN_LENGTH = 32
+
+UtcDateTime = sa.DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
+"""Naive UTC timestamp with microseconds on every backend."""
+
+BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+"""Auto-increment key: BIGINT, but INTEGER on SQLite where only that auto-increments."""
+
+#: Table options: utf8mb4 on MariaDB/MySQL whatever the server default.
+TABLE_OPTIONS = {"mysql_charset": "utf8mb4", "mariadb_charset": "utf8mb4"}
+
+metadata = sa.MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+
+class Base(DeclarativeBase):
+    """Declarative base of the plugin's models (its own metadata)."""
+
+    metadata = metadata
+
+
+class QueueItem(Base):
+    """A record waiting to be synced: one row per object type, record id and direction.
+
+    Changes to a waiting record coalesce into its row: an update on a pending
+    insert stays one pending insert. ``queued_at`` is when the record started
+    waiting and never moves while it waits, so the oldest pending insert and
+    update are exact. ``claim_token``/``claimed_until`` mark a record handed to
+    a worker; ``dirty_since`` is set when the record changes while in flight.
+    """
+
+    __tablename__ = TABLE_PREFIX + "queue"
+    __table_args__ = (
+        sa.UniqueConstraint("object_type", "record_id", "direction"),
+        # Backlog counts and oldest pending per object and operation: an index-only range.
+        sa.Index(None, "state", "object_type", "operation", "queued_at"),
+        # Claim: the oldest claimable records first.
+        sa.Index(None, "state", "queued_at"),
+        sa.Index(None, "claim_token"),
+        TABLE_OPTIONS,
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    object_type: Mapped[str] = mapped_column(sa.String(OBJECT_TYPE_LENGTH))
+    record_id: Mapped[str] = mapped_column(sa.String(RECORD_ID_LENGTH))
+    direction: Mapped[str] = mapped_column(sa.String(16))
+    operation: Mapped[str] = mapped_column(sa.String(16))
+    state: Mapped[str] = mapped_column(sa.String(16))
+    label: Mapped[str | None] = mapped_column(sa.String(LABEL_LENGTH))
+    queued_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
+    changed_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
+    change_count: Mapped[int] = mapped_column(sa.Integer, default=1)
+    attempts: Mapped[int] = mapped_column(sa.Integer, default=0)
+    not_before: Mapped[dt.datetime] = mapped_column(UtcDateTime)
+    claim_token: Mapped[str | None] = mapped_column(sa.String(CLAIM_TOKEN_LENGTH))
+    claimed_until: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
+    dirty_since: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
+
+
+class SyncEvent(Base):
+    """One record synced: append-only, rolled up into :class:`HourlyThroughput`."""
+
+    __tablename__ = TABLE_PREFIX + "event"
+    __table_args__ = (
+        # The rollup reads a time range and groups; covering it avoids table lookups.
+        sa.Index(None, "synced_at", "object_type", "operation", "direction", "latency_ms"),
+        TABLE_OPTIONS,
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    object_type: Mapped[str] = mapped_column(sa.String(OBJECT_TYPE_LENGTH))
+    record_id: Mapped[str] = mapped_column(sa.String(RECORD_ID_LENGTH))
+    operation: Mapped[str] = mapped_column(sa.String(16))
+    direction: Mapped[str] = mapped_column(sa.String(16))
+    synced_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
+    latency_ms: Mapped[int | None] = mapped_column(sa.Integer)
+
+
+class HourlyThroughput(Base):
+    """Records synced (and failed) per hour, object, operation and direction.
+
+    Recomputed whole from the raw events by the rollup job; views and charts
+    read only this table.
+    """
+
+    __tablename__ = TABLE_PREFIX + "hourly"
+    __table_args__ = (TABLE_OPTIONS,)
+
+    hour: Mapped[dt.datetime] = mapped_column(UtcDateTime, primary_key=True)
+    object_type: Mapped[str] = mapped_column(sa.String(OBJECT_TYPE_LENGTH), primary_key=True)
+    operation: Mapped[str] = mapped_column(sa.String(16), primary_key=True)
+    direction: Mapped[str] = mapped_column(sa.String(16), primary_key=True)
+    synced_count: Mapped[int] = mapped_column(sa.Integer, default=0)
+    failed_count: Mapped[int] = mapped_column(sa.Integer, default=0)
+    latency_sum_ms: Mapped[int] = mapped_column(sa.BigInteger, default=0)
+    latency_max_ms: Mapped[int | None] = mapped_column(sa.Integer)
+    computed_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
+
+
+class SyncError(Base):
+    """One failed sync attempt, with what Dynamics (Dataverse) answered."""
+
+    __tablename__ = TABLE_PREFIX + "error"
+    __table_args__ = (
+        sa.Index(None, "occurred_at"),
+        sa.Index(None, "object_type", "occurred_at"),
+        sa.Index(None, "error_code", "occurred_at"),
+        sa.Index(None, "state", "occurred_at"),
+        sa.Index(None, "object_type", "record_id", "direction", "state"),
+        TABLE_OPTIONS,
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    object_type: Mapped[str] = mapped_column(sa.String(OBJECT_TYPE_LENGTH))
+    record_id: Mapped[str] = mapped_column(sa.String(RECORD_ID_LENGTH))
+    record_label: Mapped[str | None] = mapped_column(sa.String(LABEL_LENGTH))
+    operation: Mapped[str] = mapped_column(sa.String(16))
+    direction: Mapped[str] = mapped_column(sa.String(16))
+    error_code: Mapped[str] = mapped_column(sa.String(ERROR_CODE_LENGTH))
+    error_message: Mapped[str] = mapped_column(sa.String(ERROR_MESSAGE_LENGTH))
+    occurred_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
+    attempt: Mapped[int] = mapped_column(sa.Integer, default=1)
+    state: Mapped[str] = mapped_column(sa.String(16))
+    state_changed_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
+
+
+class JobState(Base):
+    """A scheduled job's lease and bookkeeping: one row per job name.
+
+    The lease (``holder``, ``lease_expires_at``) lets exactly one process run a
+    job across workers; an expired lease can be taken over. ``watermark`` is
+    the job's progress (e.g. the last hour the rollup has completed).
+    """
+
+    __tablename__ = TABLE_PREFIX + "job"
+    __table_args__ = (TABLE_OPTIONS,)
+
+    name: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    holder: Mapped[str | None] = mapped_column(sa.String(128))
+    lease_expires_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
+    last_started_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
+    last_finished_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
+    last_status: Mapped[str | None] = mapped_column(sa.String(16))
+    last_message: Mapped[str | None] = mapped_column(sa.String(500))
+    next_run_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
+    watermark: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)

@@ -1,0 +1,480 @@
+"""The recording API's implementation: the queue (outbox), successes and failures.
+
+The host's sync engine calls these through :class:`~flask_dynamics_sync.DynamicsSync`.
+Every argument is validated before any SQL runs, so misuse raises a clear
+``ValueError``/``TypeError`` and leaves the host's transaction untouched.
+
+* ``enqueue`` writes into the caller's session (the host's transaction): the
+  change and its queue row commit or roll back together. It never commits.
+* ``claim``, ``mark_synced`` and ``mark_failed`` are worker operations: each
+  runs in a short transaction of its own on the engine.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import typing as t
+import uuid
+from collections import defaultdict
+from collections.abc import Callable
+from collections.abc import Iterable
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session
+from sqlalchemy.orm import scoped_session
+
+from .config import Settings
+from .models import ERROR_CODE_LENGTH
+from .models import ERROR_MESSAGE_LENGTH
+from .models import LABEL_LENGTH
+from .models import RECORD_ID_LENGTH
+from .models import QueueItem
+from .models import SyncError
+from .models import SyncEvent
+from .types import Change
+from .types import ClaimedRecord
+from .types import Direction
+from .types import ErrorState
+from .types import Operation
+from .types import QueueState
+from .types import SyncOutcome
+
+Clock = Callable[[], dt.datetime]
+
+queue = QueueItem.__table__
+events = SyncEvent.__table__
+errors = SyncError.__table__
+
+_MAX_BACKOFF_SECONDS = 3600
+_MAX_CLAIM_BATCH = 10_000
+
+
+# -- validation -------------------------------------------------------------------
+
+
+def _text(value: object, what: str) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"{what} must be a str, not {type(value).__name__}")
+    return value
+
+
+def _clean_text(value: str, limit: int) -> str:
+    """Make free text storable everywhere: no NUL, no lone surrogate, at most ``limit`` chars."""
+    value = value.replace("\x00", "\ufffd")
+    value = value.encode("utf-8", "replace").decode("utf-8")
+    return value[:limit]
+
+
+def validate_object_type(settings: Settings, object_type: object) -> str:
+    """Return ``object_type`` if it is a configured object type."""
+    object_type = _text(object_type, "object_type")
+    if object_type not in settings.objects:
+        known = ", ".join(settings.objects)
+        raise ValueError(
+            f"unknown object type {object_type!r}; configured in DYNAMICS_SYNC_OBJECTS: {known}"
+        )
+    return object_type
+
+
+def validate_record_id(record_id: object) -> str:
+    """Return the record id as text; ints are accepted and converted."""
+    if isinstance(record_id, bool) or not isinstance(record_id, (str, int, uuid.UUID)):
+        raise TypeError(f"record_id must be a str, int or UUID, not {type(record_id).__name__}")
+    text = str(record_id)
+    if not text:
+        raise ValueError("record_id must not be empty")
+    if len(text) > RECORD_ID_LENGTH:
+        raise ValueError(f"record_id is {len(text)} characters long; at most {RECORD_ID_LENGTH} fit")
+    if "\x00" in text or text != text.encode("utf-8", "replace").decode("utf-8"):
+        raise ValueError("record_id contains a NUL byte or an unencodable character")
+    return text
+
+
+def validate_operation(operation: object) -> Operation:
+    """Return ``operation`` as an :class:`Operation`."""
+    if isinstance(operation, Operation):
+        return operation
+    operation = _text(operation, "operation")
+    try:
+        return Operation(operation)
+    except ValueError:
+        allowed = ", ".join(o.value for o in Operation)
+        raise ValueError(f"unknown operation {operation!r}; expected one of: {allowed}") from None
+
+
+def validate_direction(direction: object) -> Direction:
+    """Return ``direction`` as a :class:`Direction`."""
+    if isinstance(direction, Direction):
+        return direction
+    direction = _text(direction, "direction")
+    try:
+        return Direction(direction)
+    except ValueError:
+        allowed = ", ".join(d.value for d in Direction)
+        raise ValueError(f"unknown direction {direction!r}; expected one of: {allowed}") from None
+
+
+def validate_label(label: object) -> str | None:
+    """Return a storable label (display text: cleaned and truncated, never rejected for length)."""
+    if label is None:
+        return None
+    return _clean_text(_text(label, "label"), LABEL_LENGTH)
+
+
+def validate_error_code(code: object) -> str:
+    """Return the error code; it must be short text such as ``0x80040237``."""
+    code = _text(code, "code").strip()
+    if not code:
+        raise ValueError("code must not be empty")
+    if len(code) > ERROR_CODE_LENGTH:
+        raise ValueError(f"code is {len(code)} characters long; at most {ERROR_CODE_LENGTH} fit")
+    return _clean_text(code, ERROR_CODE_LENGTH)
+
+
+def validate_error_message(message: object) -> str:
+    """Return the message, truncated to its column: a long message never fails a write."""
+    return _clean_text(_text(message, "message"), ERROR_MESSAGE_LENGTH)
+
+
+def validate_claimed(records: object) -> list[ClaimedRecord]:
+    """Accept one :class:`ClaimedRecord` or an iterable of them."""
+    if isinstance(records, ClaimedRecord):
+        return [records]
+    if isinstance(records, (str, bytes)) or not isinstance(records, Iterable):
+        raise TypeError("expected a ClaimedRecord or an iterable of ClaimedRecord")
+    result = list(records)
+    for record in result:
+        if not isinstance(record, ClaimedRecord):
+            raise TypeError(f"expected ClaimedRecord, got {type(record).__name__}")
+    return result
+
+
+# -- SQL --------------------------------------------------------------------------
+
+
+def dialect_family(bind: Engine | Connection | Session) -> str:
+    """``sqlite``, ``postgresql`` or ``mysql`` (MariaDB included)."""
+    if isinstance(bind, (Session, scoped_session)):
+        bind = bind.get_bind(mapper=QueueItem)
+    name = bind.dialect.name
+    return "mysql" if name in ("mysql", "mariadb") else name
+
+
+def _const(value: str) -> sa.ColumnElement[str]:
+    """An SQL string literal for one of the plugin's own constants (never user input)."""
+    assert value.isidentifier()
+    return sa.literal_column(f"'{value}'", sa.String)
+
+
+def upsert_queue_statement(family: str) -> sa.Insert:
+    """``INSERT`` into the queue that coalesces into an existing row for the same record.
+
+    On conflict (same object type, record id and direction): an insert absorbs
+    updates; a parked row waits again from now; a row in flight is marked dirty
+    so that ``mark_synced`` keeps the newer change. MariaDB evaluates the
+    assignments left to right with the new values, so ``state`` comes last.
+    """
+    if family == "mysql":
+        from sqlalchemy.dialects.mysql import insert as mysql_insert
+
+        stmt = mysql_insert(queue)
+        new = stmt.inserted
+    elif family == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        stmt = pg_insert(queue)
+        new = stmt.excluded
+    elif family == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        stmt = sqlite_insert(queue)
+        new = stmt.excluded
+    else:  # pragma: no cover - guarded by the extension
+        raise NotImplementedError(f"unsupported database dialect {family!r}")
+
+    # Constants are inlined: PyMySQL's executemany cannot bind parameters after VALUES.
+    parked = queue.c.state == _const(QueueState.PARKED.value)
+    insert = _const(Operation.INSERT.value)
+    assignments: list[tuple[sa.Column[t.Any], t.Any]] = [
+        (
+            queue.c.operation,
+            sa.case(
+                (sa.or_(queue.c.operation == insert, new.operation == insert), insert),
+                else_=_const(Operation.UPDATE.value),
+            ),
+        ),
+        (queue.c.queued_at, sa.case((parked, new.queued_at), else_=queue.c.queued_at)),
+        (queue.c.not_before, sa.case((parked, new.not_before), else_=queue.c.not_before)),
+        (
+            queue.c.dirty_since,
+            sa.case(
+                (
+                    sa.and_(queue.c.claim_token.is_not(None), queue.c.dirty_since.is_(None)),
+                    new.changed_at,
+                ),
+                else_=queue.c.dirty_since,
+            ),
+        ),
+        (queue.c.label, sa.func.coalesce(new.label, queue.c.label)),
+        (queue.c.changed_at, new.changed_at),
+        (queue.c.change_count, queue.c.change_count + sa.literal_column("1", sa.Integer)),
+        (queue.c.state, _const(QueueState.PENDING.value)),
+    ]
+    if family == "mysql":
+        return stmt.on_duplicate_key_update([(column.name, value) for column, value in assignments])
+    return stmt.on_conflict_do_update(
+        index_elements=[queue.c.object_type, queue.c.record_id, queue.c.direction],
+        set_={column.name: value for column, value in assignments},
+    )
+
+
+class Recorder:
+    """Queue, success and failure recording for one application."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        get_engine: Callable[[], Engine],
+        get_session: Callable[[], Session],
+        clock: Clock,
+    ) -> None:
+        self.settings = settings
+        self._get_engine = get_engine
+        self._get_session = get_session
+        self._clock = clock
+        self._upserts: dict[str, sa.Insert] = {}
+
+    # -- enqueue ----------------------------------------------------------------
+
+    def queue_row(self, change: Change, now: dt.datetime) -> dict[str, t.Any]:
+        """Validate one change and return its queue row values."""
+        direction = change.direction if change.direction is not None else self.settings.default_direction
+        return {
+            "object_type": validate_object_type(self.settings, change.object_type),
+            "record_id": validate_record_id(change.record_id),
+            "operation": validate_operation(change.operation).value,
+            "direction": validate_direction(direction).value,
+            "state": QueueState.PENDING.value,
+            "label": validate_label(change.label),
+            "queued_at": now,
+            "changed_at": now,
+            "not_before": now,
+            "change_count": 1,
+            "attempts": 0,
+        }
+
+    def upsert(self, family: str) -> sa.Insert:
+        """The cached coalescing upsert for a dialect family."""
+        stmt = self._upserts.get(family)
+        if stmt is None:
+            stmt = self._upserts[family] = upsert_queue_statement(family)
+        return stmt
+
+    def enqueue_rows(self, bind: Session | Connection, rows: Sequence[dict[str, t.Any]]) -> None:
+        """Write validated queue rows through ``bind`` (the caller's transaction)."""
+        if not rows:
+            return
+        stmt = self.upsert(dialect_family(bind))
+        if len(rows) == 1:
+            bind.execute(stmt, rows[0])
+        else:
+            bind.execute(stmt, list(rows))
+
+    def enqueue_many(self, changes: Iterable[Change], session: Session | Connection | None) -> int:
+        now = self._clock()
+        rows = []
+        for change in changes:
+            if not isinstance(change, Change):
+                raise TypeError(f"expected Change, got {type(change).__name__}")
+            rows.append(self.queue_row(change, now))
+        self.enqueue_rows(session if session is not None else self._get_session(), rows)
+        return len(rows)
+
+    # -- claim ------------------------------------------------------------------
+
+    def claim(
+        self,
+        limit: int,
+        *,
+        object_types: Sequence[str] | None,
+        direction: Direction | str | None,
+        lease_seconds: int | None,
+    ) -> list[ClaimedRecord]:
+        if isinstance(limit, bool) or not isinstance(limit, int):
+            raise TypeError(f"limit must be an int, not {type(limit).__name__}")
+        if not 1 <= limit <= _MAX_CLAIM_BATCH:
+            raise ValueError(f"limit must be between 1 and {_MAX_CLAIM_BATCH}, got {limit}")
+        if object_types is not None:
+            if isinstance(object_types, str):
+                raise TypeError("object_types must be a sequence of names, not a str")
+            object_types = [validate_object_type(self.settings, o) for o in object_types]
+        wanted_direction = validate_direction(direction).value if direction is not None else None
+        lease = self.settings.claim_timeout if lease_seconds is None else lease_seconds
+        if isinstance(lease, bool) or not isinstance(lease, int) or lease <= 0:
+            raise ValueError("lease_seconds must be a positive int")
+
+        now = self._clock()
+        token = uuid.uuid4().hex
+        conditions = [
+            queue.c.state == QueueState.PENDING.value,
+            queue.c.not_before <= now,
+            sa.or_(queue.c.claim_token.is_(None), queue.c.claimed_until < now),
+        ]
+        if object_types is not None:
+            conditions.append(queue.c.object_type.in_(object_types))
+        if wanted_direction is not None:
+            conditions.append(queue.c.direction == wanted_direction)
+        candidates = sa.select(queue.c.id).where(*conditions).order_by(queue.c.queued_at).limit(limit)
+        claim_values = {
+            "claim_token": token,
+            "claimed_until": now + dt.timedelta(seconds=lease),
+            "dirty_since": None,
+        }
+
+        engine = self._get_engine()
+        with engine.begin() as conn:
+            if dialect_family(conn) == "sqlite":
+                # One UPDATE takes SQLite's write lock before it reads the candidates,
+                # so two workers can never pick the same rows.
+                conn.execute(
+                    sa.update(queue)
+                    .where(queue.c.id.in_(candidates.scalar_subquery()))
+                    .values(**claim_values)
+                )
+            else:
+                ids = conn.scalars(candidates.with_for_update(skip_locked=True)).all()
+                if not ids:
+                    return []
+                conn.execute(sa.update(queue).where(queue.c.id.in_(ids)).values(**claim_values))
+            rows = conn.execute(
+                sa.select(queue).where(queue.c.claim_token == token).order_by(queue.c.queued_at, queue.c.id)
+            ).all()
+        return [
+            ClaimedRecord(
+                queue_id=row.id,
+                object_type=row.object_type,
+                record_id=row.record_id,
+                operation=Operation(row.operation),
+                direction=Direction(row.direction),
+                label=row.label,
+                queued_at=row.queued_at,
+                attempts=row.attempts,
+                claim_token=token,
+            )
+            for row in rows
+        ]
+
+    # -- success ----------------------------------------------------------------
+
+    def mark_synced(self, records: object) -> SyncOutcome:
+        claimed = validate_claimed(records)
+        if not claimed:
+            return SyncOutcome(synced=0, requeued=0, lost_claim=0)
+        now = self._clock()
+        by_token: dict[str, list[int]] = defaultdict(list)
+        for record in claimed:
+            by_token[record.claim_token].append(record.queue_id)
+
+        synced = requeued = 0
+        with self._get_engine().begin() as conn:
+            for token, ids in by_token.items():
+                mine = sa.and_(queue.c.claim_token == token, queue.c.id.in_(ids))
+                synced += conn.execute(
+                    sa.delete(queue).where(mine, queue.c.dirty_since.is_(None))
+                ).rowcount
+                # Changed while in flight: what was sent is synced, the newer change waits.
+                requeued += conn.execute(
+                    sa.update(queue)
+                    .where(mine, queue.c.dirty_since.is_not(None))
+                    .ordered_values(
+                        (queue.c.operation, Operation.UPDATE.value),
+                        (queue.c.queued_at, queue.c.dirty_since),
+                        (queue.c.not_before, queue.c.dirty_since),
+                        (queue.c.dirty_since, None),
+                        (queue.c.claim_token, None),
+                        (queue.c.claimed_until, None),
+                    )
+                ).rowcount
+            conn.execute(
+                sa.insert(events),
+                [
+                    {
+                        "object_type": r.object_type,
+                        "record_id": r.record_id,
+                        "operation": r.operation.value,
+                        "direction": r.direction.value,
+                        "synced_at": now,
+                        "latency_ms": max(0, int((now - r.queued_at).total_seconds() * 1000)),
+                    }
+                    for r in claimed
+                ],
+            )
+            previously_failed = [r for r in claimed if r.attempts > 0]
+            if previously_failed:
+                conn.execute(
+                    sa.update(errors)
+                    .where(
+                        errors.c.object_type == sa.bindparam("o"),
+                        errors.c.record_id == sa.bindparam("r"),
+                        errors.c.direction == sa.bindparam("d"),
+                        errors.c.state.in_([ErrorState.OPEN.value, ErrorState.RETRIED.value]),
+                    )
+                    .values(state=ErrorState.RESOLVED.value, state_changed_at=now),
+                    [
+                        {"o": r.object_type, "r": r.record_id, "d": r.direction.value}
+                        for r in previously_failed
+                    ],
+                )
+        return SyncOutcome(synced=synced, requeued=requeued, lost_claim=len(claimed) - synced - requeued)
+
+    # -- failure ----------------------------------------------------------------
+
+    def retry_delay(self, attempt: int) -> dt.timedelta:
+        """Exponential backoff: ``RETRY_BACKOFF * 2**(attempt-1)`` seconds, capped at one hour."""
+        seconds = self.settings.retry_backoff * 2 ** min(attempt - 1, 20)
+        return dt.timedelta(seconds=min(seconds, _MAX_BACKOFF_SECONDS))
+
+    def mark_failed(self, record: object, code: object, message: object, retry: object) -> bool:
+        if not isinstance(record, ClaimedRecord):
+            raise TypeError(f"record must be a ClaimedRecord, not {type(record).__name__}")
+        if not isinstance(retry, bool):
+            raise TypeError(f"retry must be a bool, not {type(retry).__name__}")
+        code = validate_error_code(code)
+        message = validate_error_message(message)
+        now = self._clock()
+        attempt = record.attempts + 1
+        park = not retry or attempt >= self.settings.max_attempts
+        clean = queue.c.dirty_since.is_(None)
+        parked_state = sa.case((clean, QueueState.PARKED.value), else_=QueueState.PENDING.value)
+        with self._get_engine().begin() as conn:
+            # A record that changed while in flight is not parked: the newer change gets its try.
+            conn.execute(
+                sa.update(queue)
+                .where(queue.c.id == record.queue_id, queue.c.claim_token == record.claim_token)
+                .ordered_values(
+                    (queue.c.attempts, attempt),
+                    (queue.c.state, parked_state if park else QueueState.PENDING.value),
+                    (queue.c.not_before, sa.case((clean, now + self.retry_delay(attempt)), else_=now)),
+                    (queue.c.dirty_since, None),
+                    (queue.c.claim_token, None),
+                    (queue.c.claimed_until, None),
+                )
+            )
+            conn.execute(
+                sa.insert(errors).values(
+                    object_type=record.object_type,
+                    record_id=record.record_id,
+                    record_label=record.label,
+                    operation=record.operation.value,
+                    direction=record.direction.value,
+                    error_code=code,
+                    error_message=message,
+                    occurred_at=now,
+                    attempt=attempt,
+                    state=ErrorState.OPEN.value,
+                )
+            )
+        return park

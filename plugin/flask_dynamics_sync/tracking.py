@@ -1,0 +1,119 @@
+"""Tracked host models: their ORM inserts and updates enqueue themselves.
+
+The queue row is written on the flush's own connection, inside the host's
+transaction (the outbox pattern): if the host rolls back, the queue row is
+gone too.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing as t
+from collections.abc import Callable
+from collections.abc import Iterable
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+from sqlalchemy.orm import Mapper
+
+from .types import Change
+from .types import Direction
+from .types import Operation
+
+if t.TYPE_CHECKING:
+    from .extension import DynamicsSync
+
+ValueGetter = Callable[[t.Any], t.Any]
+
+
+@dataclasses.dataclass(frozen=True)
+class Tracking:
+    """How one host model maps onto a synced object type."""
+
+    object_type: str
+    record_id: ValueGetter
+    label: ValueGetter | None
+    direction: Direction | None
+    fields: frozenset[str] | None
+
+    def change(self, target: t.Any, operation: Operation) -> Change:
+        return Change(
+            object_type=self.object_type,
+            record_id=self.record_id(target),
+            operation=operation,
+            direction=self.direction,  # type: ignore[arg-type]
+            label=None if self.label is None else _label_text(self.label(target)),
+        )
+
+
+def _label_text(value: t.Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def _getter(spec: str | ValueGetter | None, default: ValueGetter | None) -> ValueGetter | None:
+    if spec is None:
+        return default
+    if isinstance(spec, str):
+        return lambda obj: getattr(obj, spec)
+    if callable(spec):
+        return spec
+    raise TypeError("expected an attribute name or a callable")
+
+
+def _primary_key(model: type) -> ValueGetter:
+    mapper = sa.inspect(model)
+    columns = mapper.primary_key
+    if len(columns) != 1:
+        raise ValueError(
+            f"{model.__name__} has a composite primary key; pass record_id= to track()"
+        )
+    attribute = mapper.get_property_by_column(columns[0]).key
+    return lambda obj: getattr(obj, attribute)
+
+
+def _has_tracked_changes(target: t.Any, fields: frozenset[str] | None) -> bool:
+    state = sa.inspect(target)
+    for attr in state.mapper.column_attrs:
+        if fields is not None and attr.key not in fields:
+            continue
+        if state.attrs[attr.key].history.has_changes():
+            return True
+    return False
+
+
+def track(
+    sync: DynamicsSync,
+    model: type,
+    object_type: str,
+    *,
+    record_id: str | ValueGetter | None = None,
+    label: str | ValueGetter | None = None,
+    direction: Direction | str | None = None,
+    fields: Iterable[str] | None = None,
+) -> Tracking:
+    """Listen to ``model``'s inserts and updates; see :meth:`DynamicsSync.track`."""
+    from .recorder import validate_direction
+
+    if not isinstance(model, type) or sa.inspect(model, raiseerr=False) is None:
+        raise TypeError(f"{model!r} is not a mapped model class")
+    if not isinstance(object_type, str) or not object_type:
+        raise TypeError("object_type must be a non-empty str")
+    tracking = Tracking(
+        object_type=object_type,
+        record_id=_getter(record_id, None) or _primary_key(model),
+        label=_getter(label, None),
+        direction=validate_direction(direction) if direction is not None else None,
+        fields=frozenset(fields) if fields is not None else None,
+    )
+
+    def after_insert(mapper: Mapper[t.Any], connection: Connection, target: t.Any) -> None:
+        sync.enqueue_many([tracking.change(target, Operation.INSERT)], session=connection)
+
+    def after_update(mapper: Mapper[t.Any], connection: Connection, target: t.Any) -> None:
+        # after_update also fires for objects flushed without a net column change.
+        if _has_tracked_changes(target, tracking.fields):
+            sync.enqueue_many([tracking.change(target, Operation.UPDATE)], session=connection)
+
+    sa.event.listen(model, "after_insert", after_insert)
+    sa.event.listen(model, "after_update", after_update)
+    return tracking

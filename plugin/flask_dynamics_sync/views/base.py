@@ -1,0 +1,60 @@
+"""What both views share: the host's access policy and the plugin's template helpers."""
+
+from __future__ import annotations
+
+import typing as t
+
+from flask import abort
+from flask.typing import ResponseReturnValue
+
+from .. import i18n
+
+if t.TYPE_CHECKING:
+    from ..extension import DynamicsSync
+
+
+class PluginViewMixin:
+    """Access follows the host: ``can_view``/``can_act`` given to :class:`DynamicsSync`,
+    or by default whatever the host's admin index view allows.
+
+    Mixed into a Flask-Admin view class; ``self.sync`` is the extension object.
+    """
+
+    sync: DynamicsSync
+    admin: t.Any
+
+    def is_accessible(self) -> bool:
+        policy = self.sync.can_view
+        if policy is not None:
+            return bool(policy())
+        index_view = getattr(self.admin, "index_view", None)
+        if index_view is None or index_view is self:
+            return True
+        return bool(index_view.is_accessible())
+
+    def can_act(self) -> bool:
+        """May the viewer change state (retry, ignore, resolve)?"""
+        if not self.is_accessible():
+            return False
+        policy = self.sync.can_act
+        return True if policy is None else bool(policy())
+
+    def inaccessible_callback(self, name: str, **kwargs: t.Any) -> ResponseReturnValue:
+        # The host's own reaction (e.g. a redirect to its login page) when it has one.
+        index_view = getattr(self.admin, "index_view", None)
+        if self.sync.can_view is None and index_view is not None and index_view is not self:
+            return index_view.inaccessible_callback(name, **kwargs)
+        return abort(403)
+
+    def plugin_template_args(self) -> dict[str, t.Any]:
+        """Helpers every plugin template can use."""
+        return {
+            "_": i18n.gettext,
+            "ds_gettext": i18n.gettext,
+            "ds_ngettext": i18n.ngettext,
+            "format_datetime": i18n.format_datetime,
+            "format_number": i18n.format_number,
+            "format_duration": i18n.format_duration,
+            "format_hour_range": i18n.format_hour_range,
+            "ds_settings": self.sync.settings,
+        }

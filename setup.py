@@ -1,0 +1,113 @@
+"""Packaging for Flask-Dynamics-Sync (import name ``flask_dynamics_sync``, under ``plugin/``).
+
+``python setup.py build`` / ``pip install .`` / ``python -m build`` compile the
+``.po`` catalogs into ``.mo`` files first, so the wheel and the sdist both carry
+compiled translations next to the templates and static files.
+"""
+
+import os
+
+from setuptools import find_packages
+from setuptools import setup
+from setuptools.command.build_py import build_py
+from setuptools.command.sdist import sdist
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+TRANSLATIONS = os.path.join(HERE, "plugin", "flask_dynamics_sync", "translations")
+
+
+def compile_catalogs() -> None:
+    """Compile every translations/<locale>/LC_MESSAGES/dynamics_sync.po into its .mo."""
+    if not os.path.isdir(TRANSLATIONS):
+        return
+    from babel.messages.mofile import write_mo
+    from babel.messages.pofile import read_po
+
+    for locale in sorted(os.listdir(TRANSLATIONS)):
+        po_path = os.path.join(TRANSLATIONS, locale, "LC_MESSAGES", "dynamics_sync.po")
+        if not os.path.isfile(po_path):
+            continue
+        with open(po_path, "rb") as po_file:
+            catalog = read_po(po_file, locale=locale, domain="dynamics_sync")
+        with open(po_path[:-3] + ".mo", "wb") as mo_file:
+            write_mo(mo_file, catalog, use_fuzzy=False)
+
+
+class BuildPyWithCatalogs(build_py):
+    def run(self):
+        compile_catalogs()
+        super().run()
+
+
+class SdistWithCatalogs(sdist):
+    def run(self):
+        compile_catalogs()
+        super().run()
+
+
+with open(os.path.join(HERE, "README.md"), encoding="utf-8") as readme:
+    long_description = readme.read()
+
+setup(
+    name="Flask-Dynamics-Sync",
+    version="0.1.0",
+    description="Flask-Admin plugin: Microsoft Dynamics sync status, throughput and errors.",
+    long_description=long_description,
+    long_description_content_type="text/markdown",
+    license="MIT",
+    package_dir={"": "plugin"},
+    packages=find_packages("plugin"),
+    include_package_data=True,
+    package_data={
+        "flask_dynamics_sync": [
+            "py.typed",
+            "templates/dynamics_sync/*.html",
+            "static/dynamics_sync/*",
+            "translations/*/LC_MESSAGES/*.po",
+            "translations/*/LC_MESSAGES/*.mo",
+            "translations/*.pot",
+            "migrations/*.py",
+            "migrations/*.mako",
+            "migrations/versions/*.py",
+        ]
+    },
+    zip_safe=False,
+    python_requires=">=3.10",
+    install_requires=[
+        "Flask>=2.3",
+        "Flask-Admin>=2.0",
+        "Flask-SQLAlchemy>=3.1",
+        "SQLAlchemy>=2.0",
+        "APScheduler>=3.10,<4",
+        "Babel>=2.12",
+        "alembic>=1.12",
+        "blinker>=1.6",
+        "WTForms>=3.0",
+    ],
+    extras_require={
+        "postgres": ["psycopg[binary]>=3.1"],
+        "mysql": ["PyMySQL>=1.1"],
+        "xlsx": ["XlsxWriter>=3.1"],
+        "babel": ["Flask-Babel>=4.0"],
+        "test": [
+            "pytest>=8",
+            "hypothesis>=6.100",
+            "playwright>=1.45",
+            "Flask-Babel>=4.0",
+            "Flask-Migrate>=4.0",
+            "psycopg[binary]>=3.1",
+            "PyMySQL>=1.1",
+            "XlsxWriter>=3.1",
+            "openpyxl>=3.1",
+            "waitress>=3.0",
+            "gunicorn>=22",
+            "build>=1.0",
+        ],
+    },
+    cmdclass={"build_py": BuildPyWithCatalogs, "sdist": SdistWithCatalogs},
+    classifiers=[
+        "Framework :: Flask",
+        "Programming Language :: Python :: 3",
+        "Typing :: Typed",
+    ],
+)
