@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 from .config import Settings
 from .config import load_settings
 from .errors import NotInitializedError
+from .i18n import install_babel_fallback
 from .models import metadata
 from .recorder import Recorder
 from .recorder import dialect_family
@@ -136,6 +137,7 @@ class DynamicsSync:
                 static_url_path=settings.static_url_path,
             )
         )
+        install_babel_fallback(app)
         from .cli import cli_group
 
         app.cli.add_command(cli_group)

@@ -158,3 +158,28 @@ def format_hour_range(start: dt.datetime) -> str:
     return babel_dates.format_interval(
         local_start, local_end, skeleton="hm", tzinfo=local_start.tzinfo, locale=get_locale()
     )
+
+
+def install_babel_fallback(app: t.Any) -> None:
+    """Keep Flask-Admin pages working when flask-babel is installed but never initialised.
+
+    Flask-Admin translates through Flask-Babel whenever it is importable, and
+    fails with ``KeyError: 'babel'`` if the host never called ``Babel(app)``.
+    At the first request, if the host still has not, a default (English, UTC)
+    Babel is set up; a host that initialises Babel itself is left alone.
+    """
+    if flask_babel is None:
+        return
+
+    checked = False
+
+    def ensure_babel() -> None:
+        nonlocal checked
+        if checked:
+            return
+        checked = True
+        if "babel" not in app.extensions:
+            app.logger.info("Flask-Dynamics-Sync: flask-babel is installed but not initialised; using English.")
+            flask_babel.Babel(app)
+
+    app.before_request_funcs.setdefault(None, []).insert(0, ensure_babel)
