@@ -131,6 +131,23 @@ class HourlyThroughput(Base):
     computed_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
 
 
+class BacklogSnapshot(Base):
+    """The backlog per object, operation and direction at a point in time.
+
+    Taken by the scheduled rollup job; the status view compares the backlog
+    with the one six hours ago (*Growing* or *Normal*).
+    """
+
+    __tablename__ = TABLE_PREFIX + "backlog_snapshot"
+    __table_args__ = (TABLE_OPTIONS,)
+
+    taken_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, primary_key=True)
+    object_type: Mapped[str] = mapped_column(sa.String(OBJECT_TYPE_LENGTH), primary_key=True)
+    operation: Mapped[str] = mapped_column(sa.String(16), primary_key=True)
+    direction: Mapped[str] = mapped_column(sa.String(16), primary_key=True)
+    pending_count: Mapped[int] = mapped_column(sa.Integer)
+
+
 class SyncError(Base):
     """One failed sync attempt, with what Dynamics (Dataverse) answered."""
 
