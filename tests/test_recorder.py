@@ -387,3 +387,37 @@ def test_claim_rejects_a_bad_limit(sync):
 def test_mark_synced_rejects_what_is_not_a_claimed_record(sync):
     with pytest.raises(TypeError, match="ClaimedRecord"):
         sync.mark_synced(["Lead:1"])
+
+
+# -- deadlocks ----------------------------------------------------------------------
+
+
+class FakeDriverError(Exception):
+    pass
+
+
+def test_a_deadlocked_worker_transaction_is_retried(app):
+    recorder = app.extensions["dynamics_sync"].recorder
+    calls = []
+
+    def work(conn):
+        calls.append(1)
+        if len(calls) == 1:
+            raise sa.exc.OperationalError("UPDATE ...", {}, FakeDriverError(1213, "Deadlock found"))
+        return "done"
+
+    assert recorder.transaction(work) == "done"
+    assert len(calls) == 2
+
+
+def test_other_database_errors_are_not_retried(app):
+    recorder = app.extensions["dynamics_sync"].recorder
+    calls = []
+
+    def work(conn):
+        calls.append(1)
+        raise sa.exc.OperationalError("UPDATE ...", {}, FakeDriverError(2006, "server has gone away"))
+
+    with pytest.raises(sa.exc.OperationalError):
+        recorder.transaction(work)
+    assert len(calls) == 1

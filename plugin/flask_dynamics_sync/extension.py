@@ -24,6 +24,7 @@ from .i18n import install_babel_fallback
 from .models import metadata
 from .recorder import Recorder
 from .recorder import dialect_family
+from .recorder import validate_object_type
 from .tracking import Tracking
 from .tracking import track
 from .types import Change
@@ -280,6 +281,10 @@ class DynamicsSync:
         :param label: attribute name or callable giving the label shown in the views.
         :param fields: only updates to these columns enqueue (default: any column).
         """
+        try:
+            validate_object_type(self._state().settings, object_type)
+        except NotInitializedError:
+            pass  # declared before init_app: checked at the first write instead
         tracking = track(
             self, model, object_type, record_id=record_id, label=label, direction=direction, fields=fields
         )

@@ -13,6 +13,8 @@ Every argument is validated before any SQL runs, so misuse raises a clear
 from __future__ import annotations
 
 import datetime as dt
+import random
+import time
 import typing as t
 import uuid
 from collections import defaultdict
@@ -48,7 +50,20 @@ queue = QueueItem.__table__
 events = SyncEvent.__table__
 errors = SyncError.__table__
 
+_T = t.TypeVar("_T")
 _MAX_BACKOFF_SECONDS = 3600
+_DEADLOCK_RETRIES = 5
+#: MySQL/MariaDB deadlock and lock wait timeout; PostgreSQL deadlock and serialization failure.
+_RETRYABLE_MYSQL_CODES = {1213, 1205}
+_RETRYABLE_SQLSTATES = {"40P01", "40001"}
+
+
+def _is_deadlock(exc: sa.exc.DBAPIError) -> bool:
+    orig = exc.orig
+    if getattr(orig, "sqlstate", None) in _RETRYABLE_SQLSTATES:
+        return True
+    args = getattr(orig, "args", ())
+    return bool(args) and args[0] in _RETRYABLE_MYSQL_CODES
 _MAX_CLAIM_BATCH = 10_000
 
 
@@ -247,6 +262,27 @@ class Recorder:
         self._clock = clock
         self._upserts: dict[str, sa.Insert] = {}
 
+    def transaction(self, work: Callable[[Connection], _T]) -> _T:
+        """Run ``work`` in a transaction of its own, retried on deadlock.
+
+        InnoDB and PostgreSQL may abort one of two transactions that lock the
+        same queue rows in different orders; the loser rolled back, so running
+        it again is safe. MariaDB/MySQL use READ COMMITTED here to avoid gap locks.
+        """
+        engine = self._get_engine()
+        for attempt in range(1, _DEADLOCK_RETRIES + 1):
+            try:
+                with engine.connect() as conn:
+                    if dialect_family(conn) == "mysql":
+                        conn = conn.execution_options(isolation_level="READ COMMITTED")
+                    with conn.begin():
+                        return work(conn)
+            except sa.exc.DBAPIError as exc:
+                if attempt == _DEADLOCK_RETRIES or not _is_deadlock(exc):
+                    raise
+                time.sleep(random.uniform(0.005, 0.05) * attempt)
+        raise AssertionError("unreachable")  # pragma: no cover
+
     # -- enqueue ----------------------------------------------------------------
 
     def queue_row(self, change: Change, now: dt.datetime) -> dict[str, t.Any]:
@@ -334,8 +370,7 @@ class Recorder:
             "dirty_since": None,
         }
 
-        engine = self._get_engine()
-        with engine.begin() as conn:
+        def work(conn: Connection) -> list[sa.Row[t.Any]]:
             if dialect_family(conn) == "sqlite":
                 # One UPDATE takes SQLite's write lock before it reads the candidates,
                 # so two workers can never pick the same rows.
@@ -349,9 +384,15 @@ class Recorder:
                 if not ids:
                     return []
                 conn.execute(sa.update(queue).where(queue.c.id.in_(ids)).values(**claim_values))
-            rows = conn.execute(
-                sa.select(queue).where(queue.c.claim_token == token).order_by(queue.c.queued_at, queue.c.id)
-            ).all()
+            return list(
+                conn.execute(
+                    sa.select(queue)
+                    .where(queue.c.claim_token == token)
+                    .order_by(queue.c.queued_at, queue.c.id)
+                ).all()
+            )
+
+        rows = self.transaction(work)
         return [
             ClaimedRecord(
                 queue_id=row.id,
@@ -378,8 +419,8 @@ class Recorder:
         for record in claimed:
             by_token[record.claim_token].append(record.queue_id)
 
-        synced = requeued = 0
-        with self._get_engine().begin() as conn:
+        def work(conn: Connection) -> tuple[int, int]:
+            synced = requeued = 0
             for token, ids in by_token.items():
                 mine = sa.and_(queue.c.claim_token == token, queue.c.id.in_(ids))
                 synced += conn.execute(
@@ -428,6 +469,9 @@ class Recorder:
                         for r in previously_failed
                     ],
                 )
+            return synced, requeued
+
+        synced, requeued = self.transaction(work)
         return SyncOutcome(synced=synced, requeued=requeued, lost_claim=len(claimed) - synced - requeued)
 
     # -- failure ----------------------------------------------------------------
@@ -449,7 +493,7 @@ class Recorder:
         park = not retry or attempt >= self.settings.max_attempts
         clean = queue.c.dirty_since.is_(None)
         parked_state = sa.case((clean, QueueState.PARKED.value), else_=QueueState.PENDING.value)
-        with self._get_engine().begin() as conn:
+        def work(conn: Connection) -> None:
             # A record that changed while in flight is not parked: the newer change gets its try.
             conn.execute(
                 sa.update(queue)
@@ -477,4 +521,6 @@ class Recorder:
                     state=ErrorState.OPEN.value,
                 )
             )
+
+        self.transaction(work)
         return park

@@ -30,11 +30,19 @@ ValueGetter = Callable[[t.Any], t.Any]
 class Tracking:
     """How one host model maps onto a synced object type."""
 
+    model: type
     object_type: str
     record_id: ValueGetter
     label: ValueGetter | None
     direction: Direction | None
     fields: frozenset[str] | None
+    listeners: dict[str, Callable[..., None]] = dataclasses.field(default_factory=dict, compare=False)
+
+    def remove(self) -> None:
+        """Stop tracking the model."""
+        for event_name, listener in self.listeners.items():
+            if sa.event.contains(self.model, event_name, listener):
+                sa.event.remove(self.model, event_name, listener)
 
     def change(self, target: t.Any, operation: Operation) -> Change:
         return Change(
@@ -99,6 +107,7 @@ def track(
     if not isinstance(object_type, str) or not object_type:
         raise TypeError("object_type must be a non-empty str")
     tracking = Tracking(
+        model=model,
         object_type=object_type,
         record_id=_getter(record_id, None) or _primary_key(model),
         label=_getter(label, None),
@@ -114,6 +123,7 @@ def track(
         if _has_tracked_changes(target, tracking.fields):
             sync.enqueue_many([tracking.change(target, Operation.UPDATE)], session=connection)
 
-    sa.event.listen(model, "after_insert", after_insert)
-    sa.event.listen(model, "after_update", after_update)
+    tracking.listeners.update(after_insert=after_insert, after_update=after_update)
+    for event_name, listener in tracking.listeners.items():
+        sa.event.listen(model, event_name, listener)
     return tracking
