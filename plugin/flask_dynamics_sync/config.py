@@ -8,6 +8,7 @@ effect, and returns an immutable :class:`Settings` the plugin reads afterwards.
 from __future__ import annotations
 
 import dataclasses
+import os
 import typing as t
 from collections.abc import Mapping
 
@@ -27,6 +28,10 @@ DEFAULTS: dict[str, t.Any] = {
     "DYNAMICS_SYNC_STATIC_URL_PATH": "/static/dynamics_sync",
     # Time zone used to show times when the host has no Flask-Babel time zone selector.
     "DYNAMICS_SYNC_TIMEZONE": "UTC",
+    # Extra folders of <locale>/LC_MESSAGES/dynamics_sync.mo catalogs (a list, or one string with ";"
+    # between folders; relative to the app's root_path), searched before the plugin's own: a host adds
+    # a language or rewords messages this way.
+    "DYNAMICS_SYNC_TRANSLATION_DIRECTORIES": [],
     # Seconds a claimed record stays with its worker before it returns to the queue.
     "DYNAMICS_SYNC_CLAIM_TIMEOUT": 300,
     # Failed attempts after which a record retried by mark_failed(retry=True) is parked.
@@ -78,6 +83,7 @@ class Settings:
     url_segment: str
     static_url_path: str
     timezone: str
+    translation_directories: tuple[str, ...]
     claim_timeout: int
     max_attempts: int
     retry_backoff: int
@@ -123,6 +129,17 @@ def _objects(value: t.Any) -> dict[str, str]:
     return objects
 
 
+def _directories(value: t.Any) -> tuple[str, ...]:
+    # A string is split on ";" like Flask-Babel's BABEL_TRANSLATION_DIRECTORIES.
+    if value is None:
+        return ()
+    if isinstance(value, (str, os.PathLike)):
+        value = str(value).split(";")
+    if not isinstance(value, (list, tuple)):
+        raise TypeError("DYNAMICS_SYNC_TRANSLATION_DIRECTORIES must be a list of folders or a ';'-separated string")
+    return tuple(str(directory) for directory in value if str(directory))
+
+
 def _positive_int(config: Mapping[str, t.Any], key: str, *, allow_zero: bool = False) -> int:
     value = config[key]
     if isinstance(value, bool) or not isinstance(value, int):
@@ -148,6 +165,7 @@ def load_settings(config: t.MutableMapping[str, t.Any]) -> Settings:
         url_segment=segment,
         static_url_path=str(config["DYNAMICS_SYNC_STATIC_URL_PATH"]),
         timezone=str(config["DYNAMICS_SYNC_TIMEZONE"]),
+        translation_directories=_directories(config["DYNAMICS_SYNC_TRANSLATION_DIRECTORIES"]),
         claim_timeout=_positive_int(config, "DYNAMICS_SYNC_CLAIM_TIMEOUT"),
         max_attempts=_positive_int(config, "DYNAMICS_SYNC_MAX_ATTEMPTS"),
         retry_backoff=_positive_int(config, "DYNAMICS_SYNC_RETRY_BACKOFF", allow_zero=True),

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import re
 import typing as t
 import zoneinfo
 
@@ -40,10 +41,17 @@ def babel_active() -> bool:
 
 
 def translation_directories() -> list[str]:
-    """The host's extra catalog folders (``DYNAMICS_SYNC_TRANSLATION_DIRECTORIES``) first, then ours."""
-    extra: list[str] = []
+    """The host's extra catalog folders (``DYNAMICS_SYNC_TRANSLATION_DIRECTORIES``) first, then ours.
+
+    A folder holds ``<locale>/LC_MESSAGES/dynamics_sync.mo``; relative paths are
+    relative to the app's ``root_path``. The first folder with a translation of
+    a message wins, so a host can add a language or reword single messages.
+    """
+    extra: t.Sequence[str] = ()
     if has_app_context():
-        extra = list(current_app.config.get("DYNAMICS_SYNC_TRANSLATION_DIRECTORIES") or [])
+        state = current_app.extensions.get("dynamics_sync")
+        extra = state.settings.translation_directories if state is not None else ()
+        extra = [os.path.join(current_app.root_path, directory) for directory in extra]
     return [*extra, TRANSLATIONS_DIR]
 
 
@@ -55,9 +63,14 @@ def _load(locale: Locale) -> support.NullTranslations:
     key = (directories, str(locale))
     catalog = _catalogs.get(key)
     if catalog is None:
-        catalog = support.Translations()
-        for directory in directories:
-            catalog.merge(support.Translations.load(directory, [locale], DOMAIN))
+        merged: support.Translations | None = None
+        # Lowest priority first: merge() lets later catalogs win, and the first
+        # one found supplies the plural rule (an empty Translations would use English's).
+        for directory in reversed(directories):
+            found = support.Translations.load(directory, [locale], DOMAIN)
+            if isinstance(found, support.Translations):
+                merged = found if merged is None else merged.merge(found)
+        catalog = merged if merged is not None else support.NullTranslations()
         _catalogs[key] = catalog
     return catalog
 
@@ -152,12 +165,28 @@ def format_duration(seconds: float) -> str:
 
 
 def format_hour_range(start: dt.datetime) -> str:
-    """The hour starting at ``start`` (UTC), as the viewer reads it: ``1:00 – 2:00 PM``."""
+    """The hour starting at ``start`` (UTC), as the viewer reads it.
+
+    In the locale's own clock: ``1:00 – 2:00 PM`` (en), ``13:00–14:00 Uhr`` (de),
+    ``13:00 – 14:00`` (fr). Minutes are always shown, since in zones such as
+    Asia/Kolkata an hour bucket runs from half past to half past.
+    """
+    locale = get_locale()
     local_start = to_local(start)
     local_end = to_local(start + dt.timedelta(hours=1))
     return babel_dates.format_interval(
-        local_start, local_end, skeleton="hm", tzinfo=local_start.tzinfo, locale=get_locale()
+        local_start, local_end, skeleton=_hour_minute_skeleton(locale), tzinfo=local_start.tzinfo, locale=locale
     )
+
+
+def _hour_minute_skeleton(locale: Locale) -> str:
+    """``hm`` where the locale's clock is 12-hour (en, es_MX), else ``Hm``.
+
+    Babel resolves the CLDR ``j`` (preferred hour) symbol only in date-time
+    skeletons, not in intervals, so the locale's short time pattern decides.
+    """
+    fields = re.sub(r"'[^']*'", "", locale.time_formats["short"].pattern)  # drop quoted literals ('h' in fr_CA)
+    return "hm" if "h" in fields or "K" in fields else "Hm"
 
 
 def install_babel_fallback(app: t.Any) -> None:
