@@ -60,6 +60,8 @@ DEFAULTS: dict[str, t.Any] = {
     "DYNAMICS_SYNC_EXPORT_CHUNK_SIZE": 2000,
     # Errors list: counts above this are shown capped ("10,000+").
     "DYNAMICS_SYNC_COUNT_CAP": 10000,
+    # Seconds between updates of the Sync Status page when its auto-refresh is switched on.
+    "DYNAMICS_SYNC_STATUS_REFRESH_SECONDS": 30,
     # Alert when this many errors with one code happen within the window below (0: off).
     "DYNAMICS_SYNC_ALERT_THRESHOLD": 0,
     "DYNAMICS_SYNC_ALERT_WINDOW_MINUTES": 15,
@@ -98,6 +100,7 @@ class Settings:
     export_max_rows: int | None
     export_chunk_size: int
     count_cap: int
+    status_refresh_seconds: int
     alert_threshold: int
     alert_window_minutes: int
     notify_emails: tuple[str, ...]
@@ -180,6 +183,7 @@ def load_settings(config: t.MutableMapping[str, t.Any]) -> Settings:
         export_max_rows=export_max_rows,
         export_chunk_size=_positive_int(config, "DYNAMICS_SYNC_EXPORT_CHUNK_SIZE"),
         count_cap=_positive_int(config, "DYNAMICS_SYNC_COUNT_CAP"),
+        status_refresh_seconds=_positive_int(config, "DYNAMICS_SYNC_STATUS_REFRESH_SECONDS"),
         alert_threshold=_positive_int(config, "DYNAMICS_SYNC_ALERT_THRESHOLD", allow_zero=True),
         alert_window_minutes=_positive_int(config, "DYNAMICS_SYNC_ALERT_WINDOW_MINUTES"),
         notify_emails=tuple(config["DYNAMICS_SYNC_NOTIFY_EMAILS"] or ()),
