@@ -220,6 +220,17 @@ def app(make_app: Callable[..., Flask], db_url: str) -> Iterator[Flask]:
 
 
 @pytest.fixture
+def empty_app(empty_db_url: str, make_app: Callable[..., Flask]) -> Iterator[Flask]:
+    """The standard host app on a database without the plugin's tables, inside an application context.
+
+    ``empty_db_url`` comes first so that its database is dropped after the app is torn down.
+    """
+    application = make_app(empty_db_url)
+    with application.app_context():
+        yield application
+
+
+@pytest.fixture
 def db(app: Flask) -> SQLAlchemy:
     return app.extensions["test_db"]
 
