@@ -193,6 +193,17 @@ class DynamicsSync:
         """Drop the plugin's tables."""
         metadata.drop_all(self._state().db.engine)
 
+    def upgrade_schema(self, revision: str = "head") -> None:
+        """Migrate the plugin's tables to ``revision`` with the Alembic scripts it ships.
+
+        The revision is kept in the plugin's own version table,
+        ``dynamics_sync_alembic_version``: the host's ``alembic_version`` and
+        migrations are never touched. Same as ``flask dynamics-sync db upgrade``.
+        """
+        from .schema import upgrade
+
+        upgrade(self._state().db.engine, revision)
+
     # -- recording API --------------------------------------------------------
 
     def enqueue(

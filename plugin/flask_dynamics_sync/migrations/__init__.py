@@ -1,0 +1,1 @@
+"""The plugin's Alembic environment (see :mod:`flask_dynamics_sync.schema`)."""
