@@ -48,6 +48,36 @@ class SdistWithCatalogs(sdist):
 with open(os.path.join(HERE, "README.md"), encoding="utf-8") as readme:
     long_description = readme.read()
 
+# Lower bounds only: the versions the plugin is known to work with and newer.
+EXTRAS = {
+    "postgres": ["psycopg[binary]>=3.1"],
+    "mysql": ["PyMySQL>=1.1"],
+    "xlsx": ["XlsxWriter>=3.1"],
+    "babel": ["Flask-Babel>=4.0"],
+}
+# The example host (python -m example_host): its own Flask-Babel, Excel export.
+EXTRAS["demo"] = EXTRAS["babel"] + EXTRAS["xlsx"]
+# The whole suite: every database driver, the example host, a browser driver,
+# and the build tools the packaging tests run offline (--no-isolation).
+EXTRAS["test"] = sorted(
+    {
+        *EXTRAS["demo"],
+        *EXTRAS["postgres"],
+        *EXTRAS["mysql"],
+        "pytest>=8",
+        "hypothesis>=6.100",
+        "playwright>=1.45",
+        "Flask-Migrate>=4.0",
+        "openpyxl>=3.1",
+        "waitress>=3.0",
+        "gunicorn>=22",
+        "build>=1.0",
+        "setuptools>=64",
+        "wheel>=0.40",
+    },
+    key=str.lower,
+)
+
 setup(
     name="Flask-Dynamics-Sync",
     version="0.1.0",
@@ -61,14 +91,12 @@ setup(
     package_data={
         "flask_dynamics_sync": [
             "py.typed",
-            "templates/dynamics_sync/*.html",
-            "static/dynamics_sync/*",
+            "templates/dynamics_sync/**/*",
+            "static/dynamics_sync/**/*",
+            "translations/*.pot",
             "translations/*/LC_MESSAGES/*.po",
             "translations/*/LC_MESSAGES/*.mo",
-            "translations/*.pot",
-            "migrations/*.py",
-            "migrations/*.mako",
-            "migrations/versions/*.py",
+            "migrations/script.py.mako",
         ]
     },
     zip_safe=False,
@@ -78,36 +106,22 @@ setup(
         "Flask-Admin>=2.0",
         "Flask-SQLAlchemy>=3.1",
         "SQLAlchemy>=2.0",
-        "APScheduler>=3.10,<4",
+        "APScheduler>=3.10",
         "Babel>=2.12",
         "alembic>=1.12",
         "blinker>=1.6",
         "WTForms>=3.0",
+        # zoneinfo has no time zone database of its own on Windows.
+        'tzdata>=2023.3; sys_platform == "win32"',
     ],
-    extras_require={
-        "postgres": ["psycopg[binary]>=3.1"],
-        "mysql": ["PyMySQL>=1.1"],
-        "xlsx": ["XlsxWriter>=3.1"],
-        "babel": ["Flask-Babel>=4.0"],
-        "test": [
-            "pytest>=8",
-            "hypothesis>=6.100",
-            "playwright>=1.45",
-            "Flask-Babel>=4.0",
-            "Flask-Migrate>=4.0",
-            "psycopg[binary]>=3.1",
-            "PyMySQL>=1.1",
-            "XlsxWriter>=3.1",
-            "openpyxl>=3.1",
-            "waitress>=3.0",
-            "gunicorn>=22",
-            "build>=1.0",
-        ],
-    },
+    extras_require=EXTRAS,
     cmdclass={"build_py": BuildPyWithCatalogs, "sdist": SdistWithCatalogs},
     classifiers=[
         "Framework :: Flask",
+        "License :: OSI Approved :: MIT License",
         "Programming Language :: Python :: 3",
+        "Programming Language :: Python :: 3 :: Only",
+        "Topic :: Database",
         "Typing :: Typed",
     ],
 )
