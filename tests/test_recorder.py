@@ -421,3 +421,16 @@ def test_other_database_errors_are_not_retried(app):
     with pytest.raises(sa.exc.OperationalError):
         recorder.transaction(work)
     assert len(calls) == 1
+
+
+def test_an_unhashable_operation_is_a_clear_type_error(sync):
+    with pytest.raises(TypeError, match="operation must be a str, not list"):
+        sync.enqueue("Lead", "1", ["insert"])
+
+
+def test_enum_members_are_stored_as_their_values(sync, db):
+    sync.enqueue("Lead", "1", Operation.UPDATE, direction=Direction.FROM_DYNAMICS)
+    db.session.commit()
+
+    [row] = queue_rows(db)
+    assert (type(row["operation"]), row["operation"], row["direction"]) == (str, "update", "from_dynamics")

@@ -70,7 +70,6 @@ class QueueItem(Base):
         sa.Index(None, "state", "object_type", "operation", "queued_at"),
         # Claim: the oldest claimable records first.
         sa.Index(None, "state", "queued_at"),
-        sa.Index(None, "claim_token"),
         TABLE_OPTIONS,
     )
 

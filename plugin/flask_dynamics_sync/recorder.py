@@ -12,6 +12,7 @@ Every argument is validated before any SQL runs, so misuse raises a clear
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import random
 import time
@@ -78,8 +79,10 @@ def _text(value: object, what: str) -> str:
 
 def _clean_text(value: str, limit: int) -> str:
     """Make free text storable everywhere: no NUL, no lone surrogate, at most ``limit`` chars."""
-    value = value.replace("\x00", "\ufffd")
-    value = value.encode("utf-8", "replace").decode("utf-8")
+    if "\x00" in value:
+        value = value.replace("\x00", "\ufffd")
+    if not value.isascii():
+        value = value.encode("utf-8", "replace").decode("utf-8")
     return value[:limit]
 
 
@@ -95,41 +98,52 @@ def validate_object_type(settings: Settings, object_type: object) -> str:
 
 
 def validate_record_id(record_id: object) -> str:
-    """Return the record id as text; ints are accepted and converted."""
-    if isinstance(record_id, bool) or not isinstance(record_id, (str, int, uuid.UUID)):
+    """Return the record id as text; ints and UUIDs are accepted and converted."""
+    if type(record_id) is str:
+        text = record_id
+    elif isinstance(record_id, bool) or not isinstance(record_id, (str, int, uuid.UUID)):
         raise TypeError(f"record_id must be a str, int or UUID, not {type(record_id).__name__}")
-    text = str(record_id)
+    else:
+        text = str(record_id)
     if not text:
         raise ValueError("record_id must not be empty")
     if len(text) > RECORD_ID_LENGTH:
         raise ValueError(f"record_id is {len(text)} characters long; at most {RECORD_ID_LENGTH} fit")
-    if "\x00" in text or text != text.encode("utf-8", "replace").decode("utf-8"):
+    if "\x00" in text or (not text.isascii() and text != text.encode("utf-8", "replace").decode("utf-8")):
         raise ValueError("record_id contains a NUL byte or an unencodable character")
     return text
 
 
+# str enums hash like their values: one lookup accepts "insert" and Operation.INSERT alike.
+_OPERATIONS: dict[str, Operation] = {o.value: o for o in Operation}
+_DIRECTIONS: dict[str, Direction] = {d.value: d for d in Direction}
+# The same as plain strings: drivers must never see enum members (psycopg dumps an Enum by name).
+_OPERATION_VALUES: dict[str, str] = {o.value: o.value for o in Operation}
+_DIRECTION_VALUES: dict[str, str] = {d.value: d.value for d in Direction}
+_PENDING = QueueState.PENDING.value
+
+
+def _fast_value(values: dict[str, str], given: object) -> str | None:
+    """The hot path of validation: a known value, or None to take the validator's slow path."""
+    return values.get(given) if isinstance(given, str) else None
+
+
 def validate_operation(operation: object) -> Operation:
     """Return ``operation`` as an :class:`Operation`."""
-    if isinstance(operation, Operation):
-        return operation
-    operation = _text(operation, "operation")
-    try:
-        return Operation(operation)
-    except ValueError:
-        allowed = ", ".join(o.value for o in Operation)
-        raise ValueError(f"unknown operation {operation!r}; expected one of: {allowed}") from None
+    found = _OPERATIONS.get(_text(operation, "operation"))
+    if found is None:
+        allowed = ", ".join(_OPERATIONS)
+        raise ValueError(f"unknown operation {operation!r}; expected one of: {allowed}")
+    return found
 
 
 def validate_direction(direction: object) -> Direction:
     """Return ``direction`` as a :class:`Direction`."""
-    if isinstance(direction, Direction):
-        return direction
-    direction = _text(direction, "direction")
-    try:
-        return Direction(direction)
-    except ValueError:
-        allowed = ", ".join(d.value for d in Direction)
-        raise ValueError(f"unknown direction {direction!r}; expected one of: {allowed}") from None
+    found = _DIRECTIONS.get(_text(direction, "direction"))
+    if found is None:
+        allowed = ", ".join(_DIRECTIONS)
+        raise ValueError(f"unknown direction {direction!r}; expected one of: {allowed}")
+    return found
 
 
 def validate_label(label: object) -> str | None:
@@ -246,6 +260,49 @@ def upsert_queue_statement(family: str) -> sa.Insert:
     )
 
 
+@dataclasses.dataclass(frozen=True)
+class _DriverUpsert:
+    """The queue upsert compiled once per dialect and run with driver-level parameters.
+
+    The outbox is on the host's hot write path (every tracked commit, every
+    batch): going through the driver directly costs a fraction of SQLAlchemy's
+    per-row parameter processing, which still converts the timestamps here.
+    """
+
+    sql: str
+    keys: tuple[str, ...]
+    positional: bool
+    processors: tuple[tuple[int, Callable[[t.Any], t.Any]], ...]
+
+    @classmethod
+    def compile(cls, stmt: sa.Insert, dialect: sa.Dialect, row_keys: tuple[str, ...]) -> _DriverUpsert:
+        compiled = stmt.compile(dialect=dialect, column_keys=list(row_keys))
+        keys = tuple(compiled.positiontup) if compiled.positional else tuple(compiled.binds)
+        if sorted(keys) != sorted(row_keys):  # pragma: no cover - a dialect that renames parameters
+            raise RuntimeError(f"unexpected upsert parameters {keys} for {dialect.name}")
+        processors = []
+        for index, key in enumerate(keys):
+            processor = compiled.binds[key].type.dialect_impl(dialect).bind_processor(dialect)
+            if processor is not None:
+                processors.append((index, processor))
+        return cls(str(compiled), keys, bool(compiled.positional), tuple(processors))
+
+    def params(self, rows: Sequence[dict[str, t.Any]]) -> list[t.Any]:
+        converted: dict[t.Any, t.Any] = {}  # a batch shares its timestamps: convert each once
+        result: list[t.Any] = []
+        for row in rows:
+            values = [row[key] for key in self.keys]
+            for index, processor in self.processors:
+                value = values[index]
+                if value is not None:
+                    processed = converted.get((index, value))
+                    if processed is None:
+                        processed = converted[(index, value)] = processor(value)
+                    values[index] = processed
+            result.append(tuple(values) if self.positional else dict(zip(self.keys, values)))
+        return result
+
+
 class Recorder:
     """Queue, success and failure recording for one application."""
 
@@ -261,6 +318,7 @@ class Recorder:
         self._get_session = get_session
         self._clock = clock
         self._upserts: dict[str, sa.Insert] = {}
+        self._driver_upserts: dict[str, _DriverUpsert] = {}
 
     def transaction(self, work: Callable[[Connection], _T]) -> _T:
         """Run ``work`` in a transaction of its own, retried on deadlock.
@@ -286,14 +344,14 @@ class Recorder:
     # -- enqueue ----------------------------------------------------------------
 
     def queue_row(self, change: Change, now: dt.datetime) -> dict[str, t.Any]:
-        """Validate one change and return its queue row values."""
+        """Validate one change and return its queue row values (plain ``str``, never enums)."""
         direction = change.direction if change.direction is not None else self.settings.default_direction
         return {
             "object_type": validate_object_type(self.settings, change.object_type),
             "record_id": validate_record_id(change.record_id),
-            "operation": validate_operation(change.operation).value,
-            "direction": validate_direction(direction).value,
-            "state": QueueState.PENDING.value,
+            "operation": _fast_value(_OPERATION_VALUES, change.operation) or validate_operation(change.operation).value,
+            "direction": _fast_value(_DIRECTION_VALUES, direction) or validate_direction(direction).value,
+            "state": _PENDING,
             "label": validate_label(change.label),
             "queued_at": now,
             "changed_at": now,
@@ -310,14 +368,17 @@ class Recorder:
         return stmt
 
     def enqueue_rows(self, bind: Session | Connection, rows: Sequence[dict[str, t.Any]]) -> None:
-        """Write validated queue rows through ``bind`` (the caller's transaction)."""
+        """Write validated queue rows (from :meth:`queue_row`) through ``bind``, the caller's transaction."""
         if not rows:
             return
-        stmt = self.upsert(dialect_family(bind))
-        if len(rows) == 1:
-            bind.execute(stmt, rows[0])
-        else:
-            bind.execute(stmt, list(rows))
+        conn = bind.connection() if isinstance(bind, (Session, scoped_session)) else bind
+        driver_upsert = self._driver_upserts.get(conn.dialect.name)
+        if driver_upsert is None:
+            driver_upsert = self._driver_upserts[conn.dialect.name] = _DriverUpsert.compile(
+                self.upsert(dialect_family(conn)), conn.dialect, tuple(rows[0])
+            )
+        params = driver_upsert.params(rows)
+        conn.exec_driver_sql(driver_upsert.sql, params[0] if len(params) == 1 else params)
 
     def enqueue_many(self, changes: Iterable[Change], session: Session | Connection | None) -> int:
         now = self._clock()
@@ -371,26 +432,23 @@ class Recorder:
         }
 
         def work(conn: Connection) -> list[sa.Row[t.Any]]:
-            if dialect_family(conn) == "sqlite":
+            family = dialect_family(conn)
+            if family == "sqlite":
                 # One UPDATE takes SQLite's write lock before it reads the candidates,
                 # so two workers can never pick the same rows.
-                conn.execute(
-                    sa.update(queue)
-                    .where(queue.c.id.in_(candidates.scalar_subquery()))
-                    .values(**claim_values)
-                )
+                target = queue.c.id.in_(candidates.scalar_subquery())
             else:
                 ids = conn.scalars(candidates.with_for_update(skip_locked=True)).all()
                 if not ids:
                     return []
-                conn.execute(sa.update(queue).where(queue.c.id.in_(ids)).values(**claim_values))
-            return list(
-                conn.execute(
-                    sa.select(queue)
-                    .where(queue.c.claim_token == token)
-                    .order_by(queue.c.queued_at, queue.c.id)
-                ).all()
-            )
+                target = queue.c.id.in_(ids)
+            claim = sa.update(queue).where(target).values(**claim_values)
+            if family == "mysql":  # no UPDATE … RETURNING on MariaDB/MySQL
+                conn.execute(claim)
+                rows = conn.execute(sa.select(queue).where(target)).all()
+            else:
+                rows = conn.execute(claim.returning(*queue.c)).all()
+            return sorted(rows, key=lambda row: (row.queued_at, row.id))
 
         rows = self.transaction(work)
         return [
