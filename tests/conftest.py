@@ -16,6 +16,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import pathlib
+import typing as t
 import uuid
 from collections.abc import Callable
 from collections.abc import Iterator
@@ -226,6 +227,43 @@ def empty_app(empty_db_url: str, make_app: Callable[..., Flask]) -> Iterator[Fla
     ``empty_db_url`` comes first so that its database is dropped after the app is torn down.
     """
     application = make_app(empty_db_url)
+    with application.app_context():
+        yield application
+
+
+#: The plugin's locales: English (the source) and the five shipped catalogs.
+UI_LOCALES = ("en", "it", "pt_BR", "de", "es", "fr")
+
+
+def accept_language_selector() -> str | None:
+    """A host's own Flask-Babel locale selector: the browser's preferred language among ours."""
+    from flask import request
+
+    return request.accept_languages.best_match(UI_LOCALES)
+
+
+@pytest.fixture
+def make_babel_app(make_app: Callable[..., Flask], sqlite_url: str) -> Callable[..., Flask]:
+    """Build a host that uses Flask-Babel: ``make_babel_app(config={...}, timezone_selector=...)``.
+
+    Its locale selector is its own (``Accept-Language``) unless ``locale_selector=`` is
+    given. Localization does not depend on the database, so these hosts use SQLite only.
+    """
+    from flask_babel import Babel
+
+    def factory(*, config: dict[str, object] | None = None, **babel_kwargs: t.Any) -> Flask:
+        application = make_app(sqlite_url, config=config)
+        babel_kwargs.setdefault("locale_selector", accept_language_selector)
+        Babel(application, **babel_kwargs)
+        return application
+
+    return factory
+
+
+@pytest.fixture
+def babel_app(make_babel_app: Callable[..., Flask]) -> Iterator[Flask]:
+    """A host with Flask-Babel and its own locale selector (``Accept-Language``), inside an app context."""
+    application = make_babel_app()
     with application.app_context():
         yield application
 
