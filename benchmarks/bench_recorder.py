@@ -172,3 +172,14 @@ def bench_claim_and_mark_synced(url: str, records: int, batch_size: int = 500, r
         higher_is_better=True,
         note="p95 column: slowest run",
     )
+
+
+def run(scale) -> list[Figure]:
+    from .apps import sqlite_url
+
+    url = sqlite_url("recorder")
+    return [
+        bench_outbox(url, scale.n(10_000)),
+        bench_batch_enqueue(url, scale.n(100_000)),
+        bench_claim_and_mark_synced(url, scale.n(100_000)),
+    ]
