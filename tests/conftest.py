@@ -235,6 +235,15 @@ def empty_app(empty_db_url: str, make_app: Callable[..., Flask]) -> Iterator[Fla
 UI_LOCALES = ("en", "it", "pt_BR", "de", "es", "fr")
 
 
+def page_text(html: str) -> str:
+    """What a reader sees of an HTML page: tags dropped, entities decoded, whitespace collapsed."""
+    import html as html_module
+    import re
+
+    text = re.sub(r"<(script|style)\b.*?</\1>|<[^>]+>", " ", html, flags=re.S)
+    return " ".join(html_module.unescape(text).split())
+
+
 def accept_language_selector() -> str | None:
     """A host's own Flask-Babel locale selector: the browser's preferred language among ours."""
     from flask import request
