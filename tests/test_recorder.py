@@ -296,6 +296,22 @@ def test_success_after_failures_resolves_the_open_errors(sync, db, clock):
     assert states == [ErrorState.RESOLVED.value]
 
 
+def test_a_batch_with_several_previously_failed_records_resolves_all_their_errors(sync, db, clock):
+    sync.enqueue_many([Change("Lead", 1, "insert"), Change("Lead", 2, "insert"), Change("Lead", 3, "insert")])
+    db.session.commit()
+    first, second, third = sync.claim(limit=3)
+    sync.mark_failed(first, "0x80072322", "Timeout")
+    sync.mark_failed(second, "0x80072322", "Timeout")
+    sync.mark_synced(third)
+    clock.advance(hours=1)
+
+    sync.mark_synced(sync.claim(limit=3))
+
+    with db.engine.connect() as conn:
+        rows = conn.execute(sa.select(SyncError.__table__.c.record_id, SyncError.__table__.c.state)).all()
+    assert sorted(rows) == [("1", "resolved"), ("2", "resolved")]
+
+
 def test_an_overlong_message_is_stored_truncated(sync, db):
     sync.enqueue("Lead", "1", "insert")
     db.session.commit()

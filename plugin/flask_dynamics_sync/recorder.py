@@ -519,7 +519,11 @@ class Recorder:
                         errors.c.object_type == sa.bindparam("o"),
                         errors.c.record_id == sa.bindparam("r"),
                         errors.c.direction == sa.bindparam("d"),
-                        errors.c.state.in_([ErrorState.OPEN.value, ErrorState.RETRIED.value]),
+                        # not IN (…): an expanding parameter cannot go through executemany
+                        sa.or_(
+                            errors.c.state == _const(ErrorState.OPEN.value),
+                            errors.c.state == _const(ErrorState.RETRIED.value),
+                        ),
                     )
                     .values(state=ErrorState.RESOLVED.value, state_changed_at=now),
                     [

@@ -1,0 +1,157 @@
+"""Reliability of the recording API: several processes, killed workers, random input."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections import Counter
+
+import pytest
+import sqlalchemy as sa
+from hypothesis import HealthCheck
+from hypothesis import given
+from hypothesis import settings
+from hypothesis import strategies as st
+
+from flask_dynamics_sync import Change
+from flask_dynamics_sync.models import QueueItem
+from flask_dynamics_sync.models import SyncError
+from flask_dynamics_sync.models import SyncEvent
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+WORKERS = 4
+ROUNDS = 40
+
+
+def worker(db_url: str, *args: object) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "tests.workers.sync_worker", db_url, *map(str, args)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def real_now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+
+
+def keys(conn, table, *where) -> list[str]:
+    rows = conn.execute(sa.select(table.c.object_type, table.c.record_id).where(*where)).all()
+    return [f"{r.object_type}:{r.record_id}" for r in rows]
+
+
+@pytest.mark.slow
+def test_processes_enqueueing_and_draining_at_once_lose_nothing(app, sync, db, db_url, clock):
+    processes = [worker(db_url, "churn", seed, ROUNDS) for seed in range(WORKERS)]
+    reports = []
+    for process in processes:
+        out, err = process.communicate(timeout=180)
+        assert process.returncode == 0, err
+        reports.append(json.loads(out.strip().splitlines()[-1]))
+
+    # Drain what is left, after every backoff has passed.
+    clock.set(real_now() + dt.timedelta(days=1))
+    drained = 0
+    while batch := sync.claim(limit=50):
+        sync.mark_synced(batch)
+        drained += len(batch)
+
+    queue, events, errors = QueueItem.__table__, SyncEvent.__table__, SyncError.__table__
+    with db.engine.connect() as conn:
+        pending = keys(conn, queue, queue.c.state == "pending")
+        parked = set(keys(conn, queue, queue.c.state == "parked"))
+        synced = Counter(keys(conn, events))
+        open_errors = set(keys(conn, errors, errors.c.state == "open"))
+    enqueued = {key for report in reports for key in report["enqueued"]}
+
+    assert pending == []
+    assert enqueued == set(synced) | parked
+    assert parked <= open_errors
+    assert sum(synced.values()) == sum(r["synced"] for r in reports) + drained
+    assert sum(r["failed"] for r in reports) == len(list_errors(db))
+
+
+def list_errors(db) -> list[int]:
+    with db.engine.connect() as conn:
+        return conn.scalars(sa.select(SyncError.__table__.c.id)).all()
+
+
+@pytest.mark.slow
+def test_records_claimed_by_a_killed_worker_come_back_after_the_lease(app, sync, db, db_url, clock):
+    sync.enqueue_many([Change("Lead", i, "insert") for i in range(10)])
+    db.session.commit()
+    hung = worker(db_url, "claim-and-hang", 4)
+    try:
+        taken = json.loads(hung.stdout.readline())
+    finally:
+        os.kill(hung.pid, signal.SIGKILL)
+        hung.communicate(timeout=30)
+
+    clock.set(real_now())
+    others = {f"{r.object_type}:{r.record_id}" for r in sync.claim(limit=100)}
+    clock.set(real_now() + dt.timedelta(seconds=61))
+    returned = {f"{r.object_type}:{r.record_id}" for r in sync.claim(limit=100)}
+
+    assert len(taken) == 4
+    assert others == {f"Lead:{i}" for i in range(10)} - set(taken)
+    assert returned == set(taken)
+
+
+# -- random input ---------------------------------------------------------------------
+
+text = st.text(st.characters(codec="utf-8") | st.sampled_from(["\x00", "\ud800", "%", "_", "'", "é", "😀"]), max_size=300)
+anything = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=True), st.binary(max_size=20), text,
+                     st.lists(st.integers(), max_size=2))
+objects = st.one_of(st.sampled_from(["Lead", "Contact", "Account", "Opportunity"]), anything)
+operations = st.one_of(st.sampled_from(["insert", "update", "delete", "INSERT"]), anything)
+directions = st.one_of(st.none(), st.sampled_from(["to_dynamics", "from_dynamics", "up"]), anything)
+record_ids = st.one_of(st.integers(min_value=-(2**70), max_value=2**70), text, st.text(min_size=120, max_size=140), anything)
+labels = st.one_of(st.none(), text, st.text(min_size=250, max_size=400), anything)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(calls=st.lists(st.tuples(objects, record_ids, operations, directions, labels), min_size=1, max_size=5))
+def test_random_enqueue_calls_either_succeed_or_raise_a_clear_error(sync, db, calls):
+    db.session.execute(sa.delete(QueueItem.__table__))
+    db.session.commit()
+    accepted = set()
+    for object_type, record_id, operation, direction, label in calls:
+        try:
+            sync.enqueue(object_type, record_id, operation, direction=direction, label=label)
+        except (ValueError, TypeError) as exc:
+            assert str(exc)
+            continue
+        accepted.add((object_type, str(record_id), direction or "to_dynamics"))
+    db.session.commit()
+
+    with db.engine.connect() as conn:
+        stored = {(r.object_type, r.record_id, r.direction) for r in conn.execute(sa.select(QueueItem.__table__))}
+    assert stored == accepted
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(code=st.one_of(text, anything), message=st.one_of(text, st.text(min_size=1990, max_size=2600), anything))
+def test_random_failures_either_record_an_error_or_raise_a_clear_one(sync, db, code, message):
+    db.session.execute(sa.delete(QueueItem.__table__))
+    db.session.execute(sa.delete(SyncError.__table__))
+    db.session.commit()
+    sync.enqueue("Lead", "1", "insert")
+    db.session.commit()
+    [record] = sync.claim()
+
+    try:
+        sync.mark_failed(record, code, message)
+    except (ValueError, TypeError) as exc:
+        assert str(exc)
+        assert list_errors(db) == []
+        return
+    with db.engine.connect() as conn:
+        stored = conn.execute(sa.select(SyncError.__table__)).one()
+    assert len(stored.error_message) <= 2000
+    assert "\x00" not in stored.error_message
