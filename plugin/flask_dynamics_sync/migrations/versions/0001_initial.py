@@ -69,7 +69,6 @@ def upgrade() -> None:
     )
     index("dynamics_sync_queue", "state", "object_type", "operation", "queued_at")
     index("dynamics_sync_queue", "state", "queued_at")
-    index("dynamics_sync_queue", "claim_token")
 
     op.create_table(
         "dynamics_sync_event",
