@@ -16,6 +16,8 @@ from __future__ import annotations
 import datetime as dt
 import os
 import pathlib
+import secrets
+import threading
 import typing as t
 import uuid
 from collections.abc import Callable
@@ -295,6 +297,190 @@ def client(app: Flask):
 @pytest.fixture
 def backend(db_url: str) -> str:
     return backend_of(db_url)
+
+
+# -- the Sync Status data set ---------------------------------------------------------------
+
+
+def insert_rows(db: SQLAlchemy, model: type, rows: list[dict[str, t.Any]]) -> None:
+    """Insert plain rows into one of the plugin's tables (the jobs' output, in tests)."""
+    with db.engine.begin() as conn:
+        conn.execute(sa.insert(model.__table__), rows)
+
+
+def hourly_row(hour: dt.datetime, object_type: str, operation: str, direction: str, synced: int, failed: int = 0) -> dict[str, t.Any]:
+    return {
+        "hour": hour, "object_type": object_type, "operation": operation, "direction": direction,
+        "synced_count": synced, "failed_count": failed, "latency_sum_ms": 0, "latency_max_ms": None,
+        "computed_at": hour + dt.timedelta(hours=1, minutes=5),
+    }
+
+
+@pytest.fixture
+def status_dataset(sync: DynamicsSync, db: SQLAlchemy, clock: FrozenClock) -> None:
+    """The known data the Sync Status tests read; the clock is left at NOW (14:20).
+
+    Queue (through the recording API):
+      Lead         insert L-1 "Ada Lovelace" since 11:20, insert L-2 since 13:20,
+                   update L-3 "Grace Hopper" since 12:20, update L-4 (from Dynamics) since 13:50
+      Contact      update C-1 "Alan Turing" since 13:35
+      Account      update A-1 parked after a failure (not backlog)
+      Opportunity  insert O-1 "Big deal" since 14:10, claimed by a worker (still backlog)
+    Hourly throughput (the last full hour is 13:00-14:00):
+      13:00 Lead insert→ 40, update→ 15 (2 failed), update← 5; Contact update→ 7
+      12:00 Lead insert→ 99;  yesterday 14:00 Lead insert→ 21 (first hour of the 24-hour window)
+      yesterday 13:00 Lead insert→ 500 (outside the window);  14:00 (current) Lead insert→ 3
+    Backlog snapshots: 05:20 Lead 9; 07:20 (the one 6 hours back) Lead 4, Opportunity 2; 09:20 Lead 100.
+    Rollup job: last finished 14:00:30, next run 15:00:00.
+    """
+    from flask_dynamics_sync.models import BacklogSnapshot
+    from flask_dynamics_sync.models import HourlyThroughput
+    from flask_dynamics_sync.models import JobState
+
+    def enqueue_at(minutes_ago: int, object_type: str, record_id: str, operation: str, **kwargs: t.Any) -> None:
+        clock.set(NOW - dt.timedelta(minutes=minutes_ago))
+        sync.enqueue(object_type, record_id, operation, **kwargs)
+        db.session.commit()
+
+    enqueue_at(180, "Lead", "L-1", "insert", label="Ada Lovelace")
+    enqueue_at(120, "Lead", "L-3", "update", label="Grace Hopper")
+    enqueue_at(60, "Lead", "L-2", "insert")
+    enqueue_at(30, "Lead", "L-4", "update", direction="from_dynamics")
+    enqueue_at(45, "Contact", "C-1", "update", label="Alan Turing")
+    enqueue_at(300, "Account", "A-1", "update")
+    enqueue_at(10, "Opportunity", "O-1", "insert", label="Big deal")
+    clock.set(NOW)
+    [parked] = sync.claim(object_types=["Account"])
+    sync.mark_failed(parked, "0x80040237", "Duplicate record", retry=False)
+    assert len(sync.claim(object_types=["Opportunity"])) == 1
+
+    day = dt.timedelta(days=1)
+    insert_rows(db, HourlyThroughput, [
+        hourly_row(dt.datetime(2026, 3, 10, 13), "Lead", "insert", "to_dynamics", 40),
+        hourly_row(dt.datetime(2026, 3, 10, 13), "Lead", "update", "to_dynamics", 15, failed=2),
+        hourly_row(dt.datetime(2026, 3, 10, 13), "Lead", "update", "from_dynamics", 5),
+        hourly_row(dt.datetime(2026, 3, 10, 13), "Contact", "update", "to_dynamics", 7),
+        hourly_row(dt.datetime(2026, 3, 10, 12), "Lead", "insert", "to_dynamics", 99),
+        hourly_row(dt.datetime(2026, 3, 10, 14) - day, "Lead", "insert", "to_dynamics", 21),
+        hourly_row(dt.datetime(2026, 3, 10, 13) - day, "Lead", "insert", "to_dynamics", 500),
+        hourly_row(dt.datetime(2026, 3, 10, 14), "Lead", "insert", "to_dynamics", 3),
+    ])
+
+    def snapshot(hour: int, object_type: str, operation: str, pending: int) -> dict[str, t.Any]:
+        return {"taken_at": dt.datetime(2026, 3, 10, hour, 20), "object_type": object_type,
+                "operation": operation, "direction": "to_dynamics", "pending_count": pending}
+
+    insert_rows(db, BacklogSnapshot, [
+        snapshot(5, "Lead", "insert", 9),
+        snapshot(7, "Lead", "insert", 3),
+        snapshot(7, "Lead", "update", 1),
+        snapshot(7, "Opportunity", "insert", 2),
+        snapshot(9, "Lead", "insert", 100),
+    ])
+    insert_rows(db, JobState, [{
+        "name": "rollup", "last_started_at": dt.datetime(2026, 3, 10, 14, 0, 0),
+        "last_finished_at": dt.datetime(2026, 3, 10, 14, 0, 30), "last_status": "ok",
+        "next_run_at": dt.datetime(2026, 3, 10, 15, 0, 0),
+    }])
+
+
+# -- browser tests ----------------------------------------------------------------------
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+REQUIRE_BROWSER = os.environ.get("DYNAMICS_SYNC_REQUIRE_BROWSER", "") not in ("", "0", "false")
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[t.Any]:
+    """Headless Debian Chromium driven by Playwright, shared by the session.
+
+    Skips with the reason when ``/usr/bin/chromium`` or Playwright is missing;
+    with ``DYNAMICS_SYNC_REQUIRE_BROWSER=1`` (set by CI) it fails instead.
+    """
+    missing = None
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError as exc:
+        missing = f"playwright is not installed ({exc}); pip install playwright"
+    if missing is None and not os.access(CHROMIUM, os.X_OK):
+        missing = f"{CHROMIUM} not found; apt-get install chromium"
+    if missing is not None:
+        if REQUIRE_BROWSER:
+            pytest.fail(missing + " — DYNAMICS_SYNC_REQUIRE_BROWSER forbids skipping", pytrace=False)
+        pytest.skip(missing)
+    with sync_playwright() as playwright:
+        instance = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield instance
+        finally:
+            instance.close()
+
+
+def _no_favicon(wsgi_app: t.Callable[..., t.Any]) -> t.Callable[..., t.Any]:
+    """Answer ``/favicon.ico`` with 204, so browsers log no 404 console error."""
+
+    def middleware(environ: dict[str, t.Any], start_response: t.Callable[..., t.Any]) -> t.Any:
+        if environ.get("PATH_INFO") == "/favicon.ico":
+            start_response("204 No Content", [("Content-Length", "0")])
+            return [b""]
+        return wsgi_app(environ, start_response)
+
+    return middleware
+
+
+@pytest.fixture
+def live_server() -> Iterator[Callable[[Flask], str]]:
+    """Serve apps over real HTTP: ``base_url = live_server(app)``.
+
+    A threaded werkzeug server on 127.0.0.1 and a free port, in a background
+    thread; every server is shut down after the test.
+    """
+    from werkzeug.serving import make_server
+
+    servers: list[tuple[t.Any, threading.Thread]] = []
+
+    def start(application: Flask) -> str:
+        server = make_server("127.0.0.1", 0, _no_favicon(application), threaded=True)
+        thread = threading.Thread(target=server.serve_forever, name="live-server", daemon=True)
+        thread.start()
+        servers.append((server, thread))
+        return f"http://127.0.0.1:{server.server_port}"
+
+    yield start
+    for server, thread in servers:
+        server.shutdown()
+        thread.join(timeout=10)
+        server.server_close()
+
+
+def csp_nonce() -> str:
+    """A per-request CSP nonce, for ``Admin(csp_nonce_generator=csp_nonce)``."""
+    from flask import g
+
+    if "csp_nonce" not in g:
+        g.csp_nonce = secrets.token_urlsafe(16)
+    return g.csp_nonce
+
+
+def add_strict_csp(application: Flask) -> None:
+    """Send a strict Content-Security-Policy: scripts and styles only with the request's nonce."""
+
+    @application.after_request
+    def content_security_policy(response):  # noqa: ANN001, ANN202
+        nonce = csp_nonce()
+        response.headers["Content-Security-Policy"] = (
+            f"default-src 'self'; script-src 'nonce-{nonce}'; style-src 'nonce-{nonce}'; "
+            "img-src 'self' data:; object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
+        )
+        return response
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:  # noqa: ANN001
