@@ -1,25 +1,202 @@
-"""The *Sync Status* view (placeholder: filled in by the status view issue)."""
+"""The *Sync Status* view: backlog, last hour, metrics, history; its JSON and Prometheus twins.
+
+URLs, relative to the view (``/admin/dynamics/status/`` by default):
+
+* ``?view=backlog`` (default) or ``?view=last_hour``: the page; the choice
+  is in the URL so it can be bookmarked and refreshed.
+* ``details/<object_type>``: one object's pending inserts and updates, its
+  oldest insert and update records, metrics and history (double-click a row,
+  or follow the object's link).
+* ``json``: the page's figures for monitoring (documented in the README).
+* ``metrics``: Prometheus text exposition.
+
+All four read through :mod:`flask_dynamics_sync.status_data` and are behind
+the same access check as the page.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import datetime as dt
 import typing as t
+from collections.abc import Sequence
 
+from flask import Response
+from flask import abort
+from flask import jsonify
+from flask import request
 from flask_admin import BaseView
 from flask_admin import expose
+from markupsafe import Markup
 
+from .. import i18n
+from .. import prometheus
+from .. import status_data
+from ..chart import BarChart
+from ..chart import ChartSeries
+from ..chart import render_bar_chart
+from ..chart import render_legend
+from ..i18n import gettext
+from ..i18n import lazy_gettext
+from ..types import Direction
 from .base import PluginViewMixin
 
 if t.TYPE_CHECKING:
     from ..extension import DynamicsSync
 
+BACKLOG = "backlog"
+LAST_HOUR = "last_hour"
+
+#: Bar colours per direction (colour-blind safe blue and orange).
+DIRECTION_COLORS = {Direction.TO_DYNAMICS: "#1f6fb2", Direction.FROM_DYNAMICS: "#e07b00"}
+DAY = 24
+WEEK = status_data.HISTORY_HOURS
+RANGE_TITLES = {DAY: lazy_gettext("Last 24 hours"), WEEK: lazy_gettext("Last 7 days")}
+
+
+def direction_label(direction: Direction) -> str:
+    """A direction as the viewer reads it."""
+    return gettext("To Dynamics") if direction is Direction.TO_DYNAMICS else gettext("From Dynamics")
+
+
+@dataclasses.dataclass(frozen=True)
+class ObjectCharts:
+    """The history charts of one object (``object_type`` ``None``: all objects)."""
+
+    object_type: str | None
+    label: str
+    charts: tuple[tuple[str, Markup], ...]
+    """(range title, SVG) per range."""
+
+
+class ChartMaker:
+    """Draws hourly history charts, formatting each hour's labels only once per page."""
+
+    def __init__(self, history: status_data.History) -> None:
+        self.history = history
+        self.buckets = [f"{i18n.format_datetime(h, 'EEE')} {i18n.format_hour_range(h)}" for h in history.hours]
+
+    @staticmethod
+    def axis_label(hour: dt.datetime, hours: int) -> str | None:
+        """Every sixth hour on a day chart, each local midnight (the weekday) on a week chart."""
+        local = i18n.to_local(hour)
+        if hours <= DAY:
+            return i18n.format_time(hour) if local.hour % 6 == 0 else None
+        return i18n.format_datetime(hour, "EEE") if local.hour == 0 else None
+
+    def chart(self, object_type: str | None, label: str, hours: int) -> Markup:
+        """The last ``hours`` hours of ``object_type`` (``None``: all), stacked by direction."""
+        first = len(self.history.hours) - hours
+        window = self.history.window(self.history.hours[first], self.history.hours[-1] + status_data.HOUR)
+        title = str(RANGE_TITLES[hours])
+        chart = BarChart(
+            title=f"{label} – {title}",
+            buckets=self.buckets[first:],
+            axis_labels=[self.axis_label(h, hours) for h in window.hours],
+            series=[
+                ChartSeries(
+                    key=d.value,
+                    label=direction_label(d),
+                    values=window.per_direction(d, object_type),
+                    color=DIRECTION_COLORS[d],
+                )
+                for d in Direction
+            ],
+            partial_last=window.partial_last,
+            partial_note=gettext("(so far)"),
+            empty_text=gettext("No records synced"),
+        )
+        return render_bar_chart(chart, format_number=i18n.format_number)
+
+    def charts(self, objects: Sequence[tuple[str | None, str]], ranges: Sequence[int]) -> list[ObjectCharts]:
+        """The charts of each (object type, label) over each range (in hours)."""
+        return [
+            ObjectCharts(
+                object_type,
+                label,
+                tuple((str(RANGE_TITLES[hours]), self.chart(object_type, label, hours)) for hours in ranges),
+            )
+            for object_type, label in objects
+        ]
+
+
+def legend() -> Markup:
+    """The directions legend shared by every chart."""
+    return render_legend([ChartSeries(d.value, direction_label(d), (), DIRECTION_COLORS[d]) for d in Direction])
+
 
 class SyncStatusView(PluginViewMixin, BaseView):
-    """Backlog of inserts and updates per synced object."""
+    """Backlog of inserts and updates per synced object, throughput and trends."""
 
     def __init__(self, sync: DynamicsSync, **kwargs: t.Any) -> None:
         self.sync = sync
         super().__init__(**kwargs)
 
+    def selected_view(self) -> str:
+        """``backlog`` or ``last_hour`` from ``?view=``; anything else shows the backlog."""
+        return LAST_HOUR if request.args.get("view") == LAST_HOUR else BACKLOG
+
+    def page_args(self) -> dict[str, t.Any]:
+        """Template arguments every status page gets."""
+        view = self.selected_view()
+        return {
+            **self.plugin_template_args(),
+            "view": view,
+            "view_query": {"view": view} if view != BACKLOG else {},
+            "views": ((BACKLOG, gettext("Backlog")), (LAST_HOUR, gettext("Last Hour"))),
+            "direction_label": direction_label,
+            "chart_legend": legend(),
+            "refresh_seconds": self.sync.settings.status_refresh_seconds,
+            "plugin_css": "dynamics_sync/status.css",
+            "plugin_js": "dynamics_sync/status.js",
+        }
+
     @expose("/")
     def index(self) -> str:
-        return self.render("dynamics_sync/status.html", **self.plugin_template_args())
+        settings = self.sync.settings
+        with self.sync.engine.connect() as conn:
+            report = status_data.status_report(conn, settings, self.sync.now())
+        objects = [(row.object_type, row.label) for row in report.backlog.rows]
+        maker = ChartMaker(report.history)
+        return self.render(
+            "dynamics_sync/status.html",
+            report=report,
+            overview_charts=maker.charts([(None, gettext("All objects"))], (DAY, WEEK)),
+            object_charts=maker.charts(objects, (DAY,)),
+            **self.page_args(),
+        )
+
+    @expose("/details/<object_type>")
+    def details(self, object_type: str) -> str:
+        settings = self.sync.settings
+        now = self.sync.now()
+        with self.sync.engine.connect() as conn:
+            details = status_data.object_details(conn, settings, now, object_type)
+            if object_type not in settings.objects and details.backlog.total == 0:
+                abort(404)
+            history = status_data.throughput_history(conn, settings, now)
+            metrics = status_data.backlog_metrics(conn, settings, now, history=history)
+        return self.render(
+            "dynamics_sync/status_details.html",
+            details=details,
+            metrics=metrics,
+            object_metrics=metrics.row(object_type),
+            charts=ChartMaker(history).charts([(object_type, details.label)], (DAY, WEEK))[0],
+            **self.page_args(),
+        )
+
+    @expose("/json")
+    def json(self) -> Response:
+        with self.sync.engine.connect() as conn:
+            report = status_data.status_report(conn, self.sync.settings, self.sync.now())
+        response = jsonify(status_data.report_jsonable(report))
+        response.cache_control.no_store = True
+        return response
+
+    @expose("/metrics")
+    def metrics(self) -> Response:
+        with self.sync.engine.connect() as conn:
+            families = prometheus.status_families(conn, self.sync.settings, self.sync.now())
+        response = Response(prometheus.render(families), content_type=prometheus.CONTENT_TYPE)
+        response.cache_control.no_store = True
+        return response
