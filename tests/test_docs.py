@@ -1,0 +1,139 @@
+"""The README stays true: every config key with its real default, the two Quickstart commands,
+CI running the test command verbatim, and an embedding example that runs."""
+
+from __future__ import annotations
+
+import re
+import sys
+import types
+from pathlib import Path
+
+import pytest
+
+from flask_dynamics_sync.config import DEFAULTS
+
+ROOT = Path(__file__).resolve().parents[1]
+README = (ROOT / "README.md").read_text(encoding="utf-8")
+CONFIG_ROW = re.compile(r"^\| `(DYNAMICS_SYNC_[A-Z0-9_]+)` \| `(.*?)` \|", re.MULTILINE)
+CONFIG_KEY = re.compile(r"\bDYNAMICS_SYNC_[A-Z0-9_]+")
+
+
+def section(name: str) -> str:
+    """The README text from ``<!-- section: name ... -->`` to the next ``## `` heading."""
+    marker = re.search(rf"<!-- section: {re.escape(name)}\b.*?-->", README)
+    assert marker, f"README has no section {name!r}"
+    rest = README[marker.end():]
+    end = re.search(r"^## ", rest, re.MULTILINE)
+    return rest[: end.start() if end else len(rest)]
+
+
+def code_blocks(text: str, language: str) -> list[str]:
+    return re.findall(rf"^```{language}\n(.*?)^```", text, re.MULTILINE | re.DOTALL)
+
+
+def documented_defaults() -> dict[str, str]:
+    return dict(CONFIG_ROW.findall(section("config")))
+
+
+def quickstart_commands() -> list[str]:
+    return [line for block in code_blocks(section("quickstart"), "sh") for line in block.splitlines() if line.strip()]
+
+
+# -- configuration ------------------------------------------------------------------
+
+
+def test_every_config_key_is_documented():
+    assert sorted(set(DEFAULTS) - set(documented_defaults())) == []
+
+
+def test_the_documented_defaults_are_the_real_ones():
+    documented = documented_defaults()
+
+    assert {key: documented[key] for key in DEFAULTS if key in documented} == {
+        key: repr(value) for key, value in DEFAULTS.items() if key in documented
+    }
+
+
+def test_the_configuration_table_has_no_key_that_does_not_exist():
+    assert sorted(set(documented_defaults()) - set(DEFAULTS)) == []
+
+
+def test_every_config_key_the_package_mentions_is_declared():
+    sources = [*(ROOT / "plugin").rglob("*.py"), *(ROOT / "plugin").rglob("*.html")]
+    mentioned = {key for path in sources for key in CONFIG_KEY.findall(path.read_text(encoding="utf-8"))}
+
+    # A trailing underscore is a family in prose ("DYNAMICS_SYNC_SMTP_*"), not a key.
+    assert sorted(key for key in mentioned if not key.endswith("_") and key not in DEFAULTS) == []
+
+
+# -- Quickstart and CI ------------------------------------------------------------------
+
+
+def test_the_quickstart_has_exactly_two_commands():
+    assert len(quickstart_commands()) == 2
+
+
+def test_the_first_command_starts_the_example_host_on_its_demo_extra():
+    demo = quickstart_commands()[0]
+
+    assert 'pip install -e ".[demo]"' in demo and demo.endswith("&& python -m example_host")
+    assert (ROOT / "example_host" / "__main__.py").is_file()
+
+
+def test_the_second_command_installs_the_test_extra_and_runs_pytest():
+    assert quickstart_commands()[1] == (
+        'python3 -m venv .venv && . .venv/bin/activate && pip install -e ".[test]" && python -m pytest'
+    )
+
+
+def test_ci_runs_the_readmes_test_command_verbatim():
+    ci_lines = (ROOT / ".ci" / "run").read_text(encoding="utf-8").splitlines()
+
+    assert f"{quickstart_commands()[1]} || status=$?" in ci_lines
+
+
+def test_ci_forbids_skipping_databases_and_the_browser():
+    ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+
+    assert "export DYNAMICS_SYNC_REQUIRE_ALL_DATABASES=1 DYNAMICS_SYNC_REQUIRE_BROWSER=1" in ci
+
+
+# -- the embedding example ------------------------------------------------------------------
+
+
+@pytest.fixture
+def readme_host(tmp_path, monkeypatch):
+    """The README's embedding example, run as a module of its own in an empty folder (SQLite file there)."""
+    monkeypatch.chdir(tmp_path)
+    [example] = [block for block in code_blocks(section("embedding"), "python") if "sync.init_app(" in block]
+    module = types.ModuleType("readme_host")
+    monkeypatch.setitem(sys.modules, module.__name__, module)
+    exec(compile(example, "README.md (embedding)", "exec", dont_inherit=True), module.__dict__)
+    yield module.app
+    with module.app.app_context():
+        module.db.engine.dispose()
+
+
+def signed_in(app, role: str | None):
+    client = app.test_client()
+    if role is not None:
+        with client.session_transaction() as session:
+            session["role"] = role
+    return client
+
+
+@pytest.mark.parametrize("url", ["/backoffice/dynamics/status/", "/backoffice/dynamics/errors/", "/ops/dynamics/status/"])
+def test_the_embedding_example_shows_the_views_to_operators_in_both_consoles(readme_host, url):
+    assert signed_in(readme_host, "operator").get(url).status_code == 200
+
+
+def test_the_embedding_example_refuses_visitors_without_a_role(readme_host):
+    assert signed_in(readme_host, None).get("/backoffice/dynamics/status/").status_code == 403
+
+
+def test_the_embedding_example_puts_the_csp_nonce_on_the_plugins_scripts(readme_host):
+    response = signed_in(readme_host, "operator").get("/backoffice/dynamics/status/")
+    nonce = re.search(r"'nonce-([^']+)'", response.headers["Content-Security-Policy"]).group(1)
+
+    scripts = re.findall(r"<script\b[^>]*>", response.get_data(as_text=True))
+    assert scripts and [tag for tag in scripts if f'nonce="{nonce}"' not in tag] == []
