@@ -1,0 +1,90 @@
+"""What the Sync Status pages ask the database: never the raw events, never a table scan.
+
+Every statement the pages, the JSON and the Prometheus endpoint issue is
+captured with a ``before_cursor_execute`` listener. On every database none of
+them reads ``dynamics_sync_event``; on SQLite, ``EXPLAIN QUERY PLAN`` shows
+that each one searches an index (no full scan) and that the backlog reads the
+queue index built for it.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import sqlalchemy as sa
+
+STATUS = "/admin/dynamics/status/"
+PAGES = ["", "?view=last_hour", "details/Lead", "json", "metrics"]
+QUEUE_INDEX = "ix_dynamics_sync_queue_state_object_type_operation_queued_at"
+
+
+@pytest.fixture
+def statements(db, status_dataset):
+    """Statements (SQL, parameters) sent to the database after the data set is written."""
+    captured: list[tuple[str, object]] = []
+
+    def listener(conn, cursor, statement, parameters, context, executemany):  # noqa: ANN001, ANN202
+        captured.append((statement, parameters))
+
+    sa.event.listen(db.engine, "before_cursor_execute", listener)
+    yield captured
+    sa.event.remove(db.engine, "before_cursor_execute", listener)
+
+
+def fetch(client, statements, path: str) -> list[tuple[str, object]]:
+    statements.clear()
+    assert client.get(STATUS + path).status_code == 200
+    return list(statements)
+
+
+def query_plan(db, statement: str, parameters: object) -> list[str]:
+    with db.engine.connect() as conn:
+        return [row[3] for row in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, parameters)]
+
+
+def reads(statement: str, table: str) -> bool:
+    return re.search(rf"\b{table}\b", statement) is not None
+
+
+@pytest.mark.parametrize("path", PAGES)
+def test_the_raw_events_table_is_never_read(client, statements, path):
+    issued = fetch(client, statements, path)
+
+    assert issued
+    assert [s for s, _ in issued if reads(s, "dynamics_sync_event")] == []
+
+
+@pytest.mark.parametrize("path", PAGES)
+def test_the_queue_is_read_as_pending_rows_only(client, statements, path):
+    queue_reads = [s for s, _ in fetch(client, statements, path) if reads(s, "dynamics_sync_queue")]
+
+    assert queue_reads
+    assert all("dynamics_sync_queue.state = " in " ".join(s.split()) for s in queue_reads)
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+@pytest.mark.parametrize("path", PAGES)
+def test_no_statement_scans_a_whole_table(client, db, statements, path):
+    plans = {s: query_plan(db, s, p) for s, p in fetch(client, statements, path)}
+
+    assert {s: plan for s, plan in plans.items() if any(line.startswith("SCAN") for line in plan)} == {}
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+@pytest.mark.parametrize("path", PAGES)
+def test_backlog_queries_use_the_queue_index(client, db, statements, path):
+    plans = [query_plan(db, s, p) for s, p in fetch(client, statements, path) if reads(s, "dynamics_sync_queue")]
+
+    assert plans
+    assert all(plan[0].startswith(f"SEARCH dynamics_sync_queue USING") and QUEUE_INDEX in plan[0] for plan in plans)
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_the_backlog_table_reads_the_queue_index_alone(client, db, statements):
+    [backlog] = [
+        query_plan(db, s, p) for s, p in fetch(client, statements, "")
+        if reads(s, "dynamics_sync_queue")
+    ]
+
+    assert backlog == [f"SEARCH dynamics_sync_queue USING COVERING INDEX {QUEUE_INDEX} (state=?)"]
