@@ -1,0 +1,75 @@
+"""``python -m example_host``: start the Acme CRM console with demo data and the sync simulator."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+import typing as t
+
+from werkzeug.serving import is_running_from_reloader
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m example_host",
+        description="Acme CRM console: a Flask-Admin host embedding Flask-Dynamics-Sync, with demo data.",
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
+    parser.add_argument("--port", type=int, default=5000, help="port to listen on (default: %(default)s)")
+    parser.add_argument("--database-url", help="SQLAlchemy URL (default: SQLite in example_host/instance/)")
+    parser.add_argument("--no-simulator", action="store_true", help="do not change records and sync them every second")
+    parser.add_argument("--reset", action="store_true", help="drop every table and seed fresh demo data")
+    parser.add_argument("--debug", action="store_true", help="Flask debug mode with the reloader")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    # Under the reloader this module runs twice: a watcher parent and the serving
+    # child. Only the child seeds, schedules and simulates.
+    serving = not args.debug or is_running_from_reloader()
+
+    from example_host import create_app
+    from example_host import sync
+    from example_host.demo import DEMO_USERS
+    from example_host.simulator import Simulator
+
+    config: dict[str, t.Any] = {
+        "DYNAMICS_SYNC_SCHEDULER": serving,
+        "EXAMPLE_HOST_DEMO_DATA": serving,
+        # Reset once: in the reloader's parent, not again in each restarted child.
+        "EXAMPLE_HOST_RESET": args.reset and not is_running_from_reloader(),
+    }
+    if args.database_url:
+        config["SQLALCHEMY_DATABASE_URI"] = args.database_url
+    started = time.monotonic()
+    app = create_app(config)
+
+    simulator = None
+    if serving:
+        print(f" * Database: {app.config['SQLALCHEMY_DATABASE_URI']} (ready in {time.monotonic() - started:.1f} s)")
+        if not args.no_simulator:
+            simulator = Simulator(app, sync).start()
+            print(" * Demo simulator: changing records and syncing them every second (--no-simulator to stop it)")
+        url_host = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
+        print(f" * Acme CRM console: http://{url_host}:{args.port}/admin/")
+        for username, password, operator, _tz in DEMO_USERS:
+            role = "operator" if operator else "read-only"
+            print(f" * Demo login: {username} / {password} ({role})")
+        sys.stdout.flush()
+    try:
+        app.run(host=args.host, port=args.port, debug=args.debug, use_reloader=args.debug, threaded=True)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if simulator is not None:
+            simulator.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

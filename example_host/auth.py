@@ -1,0 +1,109 @@
+"""Session login and the console's access policy.
+
+* Signed-in users may look at everything (``is_signed_in``).
+* Only operators (``User.is_operator``) may change data: edit host records,
+  and retry, ignore or resolve sync errors (``is_operator``, given to the
+  plugin as its ``can_act`` policy).
+
+Forms carry a CSRF token (Flask-Admin's ``SecureForm``: WTForms' session CSRF).
+"""
+
+from __future__ import annotations
+
+import typing as t
+
+import sqlalchemy as sa
+from flask import Blueprint
+from flask import Flask
+from flask import flash
+from flask import g
+from flask import redirect
+from flask import render_template
+from flask import request
+from flask import session
+from flask import url_for
+from flask.typing import ResponseReturnValue
+from flask_admin.form import SecureForm
+from wtforms import PasswordField
+from wtforms import StringField
+from wtforms.validators import InputRequired
+
+from .models import User
+from .models import db
+
+SESSION_KEY = "user_id"
+
+bp = Blueprint("auth", __name__)
+
+
+class LoginForm(SecureForm):
+    username = StringField("Username", validators=[InputRequired()])
+    password = PasswordField("Password", validators=[InputRequired()])
+
+
+class LogoutForm(SecureForm):
+    """Signing out changes state, so it is a POST with a CSRF token."""
+
+
+def load_user() -> None:
+    """Put the signed-in user (or ``None``) on ``g.user`` for this request."""
+    user_id = session.get(SESSION_KEY)
+    g.user = db.session.get(User, user_id) if user_id is not None else None
+
+
+def current_user() -> User | None:
+    return g.get("user")
+
+
+def is_signed_in() -> bool:
+    return current_user() is not None
+
+
+def is_operator() -> bool:
+    user = current_user()
+    return user is not None and user.is_operator
+
+
+def safe_next(target: str | None) -> str:
+    """Only same-site paths are followed after login (no open redirect)."""
+    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
+        return target
+    return url_for("admin.index")
+
+
+def login_redirect() -> ResponseReturnValue:
+    """Where an anonymous visitor of a protected page is sent, coming back afterwards."""
+    return redirect(url_for("auth.login", next=request.full_path.rstrip("?")))
+
+
+@bp.route("/login", methods=["GET", "POST"])
+def login() -> ResponseReturnValue:
+    form = LoginForm(request.form)
+    if request.method == "POST" and form.validate():
+        user = db.session.scalar(sa.select(User).where(User.username == form.username.data))
+        if user is not None and user.check_password(form.password.data or ""):
+            # A new session on sign-in: nothing from before survives (session fixation).
+            lang = session.get("lang")
+            session.clear()
+            session[SESSION_KEY] = user.id
+            if lang:
+                session["lang"] = lang
+            return redirect(safe_next(request.args.get("next")))
+        flash("Wrong username or password.", "error")
+    return render_template("example_host/login.html", form=form)
+
+
+@bp.route("/logout", methods=["POST"])
+def logout() -> ResponseReturnValue:
+    if LogoutForm(request.form).validate():
+        session.pop(SESSION_KEY, None)
+    return redirect(url_for("auth.login"))
+
+
+def init_auth(app: Flask) -> None:
+    app.register_blueprint(bp)
+    app.before_request(load_user)
+
+    @app.context_processor
+    def auth_helpers() -> dict[str, t.Any]:
+        return {"host_user": g.get("user"), "host_logout_form": LogoutForm}

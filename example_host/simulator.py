@@ -1,0 +1,182 @@
+"""The demo simulator: users editing CRM records and a sync worker talking to "Dynamics".
+
+Every second it
+
+1. changes a few host records through the host's ORM (tracking queues them in
+   the same transaction) and receives a few changes made in Dynamics
+   (``sync.enqueue(..., direction="from_dynamics")``);
+2. plays the sync engine: ``sync.claim()`` a batch, then ``mark_synced`` most
+   records and ``mark_failed`` a few with real Dataverse errors (throttled ones
+   retried after a backoff, the others parked until someone looks at them).
+
+The worker's pace follows the backlog, so the backlog wanders around its
+seeded size instead of draining to zero or growing without end.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import random
+import threading
+from decimal import Decimal
+
+import sqlalchemy as sa
+from flask import Flask
+
+from flask_dynamics_sync import DynamicsSync
+from flask_dynamics_sync import QueueState
+from flask_dynamics_sync.models import QueueItem
+
+from .dataverse import pick_error
+from .demo import DEAL_STAGES
+from .demo import FIRST_NAMES
+from .demo import LAST_NAMES
+from .demo import PROSPECT_SOURCES
+from .demo import PROSPECT_STATUSES
+from .models import SYNCED_MODELS
+from .models import Company
+from .models import Customer
+from .models import Deal
+from .models import Prospect
+from .models import db
+
+log = logging.getLogger(__name__)
+
+#: Failure odds per synced record: throttled (retried later) and permanent (parked).
+THROTTLED_ODDS = 0.025
+PERMANENT_ODDS = 0.004
+#: Backlog the worker's pace steers towards.
+TARGET_BACKLOG = 450
+
+
+@dataclasses.dataclass(frozen=True)
+class StepReport:
+    """What one simulator step did."""
+
+    changed: list[tuple[str, str]]
+    """``(object_type, record_id)`` of host records inserted or updated through the ORM."""
+    pulled: list[tuple[str, str]]
+    """``(object_type, record_id)`` of changes received from Dynamics."""
+    claimed: int
+    synced: int
+    """Records reported synced (one sync event each)."""
+    failed: int
+    """Records reported failed (one sync error each)."""
+    parked: int
+    """Failed records parked rather than retried."""
+
+
+def _change_record(rng: random.Random, model: type) -> object:
+    """Insert a new record (one time in eight) or edit an existing one, as a user would."""
+    highest = db.session.scalar(sa.select(sa.func.max(model.id)))  # type: ignore[attr-defined]
+    record = db.session.get(model, rng.randint(1, highest)) if highest and rng.random() >= 0.125 else None
+    person = f"{rng.choice(FIRST_NAMES)} {rng.choice(LAST_NAMES)}"
+    if model is Prospect:
+        record = record or Prospect(name=person, source=rng.choice(PROSPECT_SOURCES))
+        record.status = rng.choice(PROSPECT_STATUSES)
+    elif model is Customer:
+        record = record or Customer(name=person, company_id=rng.randint(1, 20))
+        record.phone = f"+39 02 {rng.randint(1000000, 9999999)}"
+    elif model is Company:
+        record = record or Company(name=f"{rng.choice(LAST_NAMES)} & Partners", industry="Services")
+        record.website = f"https://www.{rng.choice(LAST_NAMES).lower().encode('ascii', 'ignore').decode()}.example"
+    else:
+        record = record or Deal(name=f"New business – {person}", company_id=rng.randint(1, 20))
+        record.stage = rng.choice(DEAL_STAGES)
+        record.amount = Decimal(rng.randrange(2_000, 250_000, 500))
+    db.session.add(record)
+    return record
+
+
+class Simulator:
+    """Drives the demo; call :meth:`step` once (tests) or :meth:`start` a background thread."""
+
+    def __init__(self, app: Flask, sync: DynamicsSync, rng: random.Random | None = None, *, interval: float = 1.0):
+        self.app = app
+        self.sync = sync
+        self.rng = rng or random.Random()
+        self.interval = interval
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # -- one step ---------------------------------------------------------------
+
+    def step(self) -> StepReport:
+        """Change some records, then sync a batch. Runs in its own application context."""
+        with self.app.app_context():
+            changed, pulled = self._edit()
+            return self._work(inflow=len(changed) + len(pulled), changed=changed, pulled=pulled)
+
+    def _edit(self) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+        rng = self.rng
+        models = rng.choices(list(SYNCED_MODELS), weights=[4, 4, 1, 2], k=rng.randint(1, 4))
+        records = [(_change_record(rng, model), SYNCED_MODELS[model]) for model in models]
+        db.session.commit()
+        changed = [(object_type, str(record.id)) for record, object_type in records]  # type: ignore[attr-defined]
+
+        pulled = []
+        for _ in range(rng.choice((0, 0, 1, 1, 2))):
+            model = rng.choices(list(SYNCED_MODELS), weights=[2, 4, 2, 2])[0]
+            highest = db.session.scalar(sa.select(sa.func.max(model.id)))  # type: ignore[attr-defined]
+            record = db.session.get(model, rng.randint(1, highest)) if highest else None
+            if record is not None:
+                object_type = SYNCED_MODELS[model]
+                self.sync.enqueue(object_type, record.id, "update", direction="from_dynamics", label=record.name)
+                pulled.append((object_type, str(record.id)))
+        db.session.commit()
+        return changed, pulled
+
+    def _work(self, *, inflow: int, changed: list[tuple[str, str]], pulled: list[tuple[str, str]]) -> StepReport:
+        rng = self.rng
+        queue = QueueItem.__table__
+        pending = db.session.scalar(
+            sa.select(sa.func.count()).select_from(queue).where(queue.c.state == QueueState.PENDING.value)
+        )
+        db.session.commit()  # end the read transaction: SQLite lets one writer in at a time
+        pace = min(1.6, max(0.4, (pending or 0) / TARGET_BACKLOG))
+        limit = max(1, round((inflow + rng.uniform(-1.5, 2.0)) * pace))
+        claimed = self.sync.claim(limit=limit)
+        succeeded, failed, parked = [], 0, 0
+        for record in claimed:
+            roll = rng.random()
+            if roll < THROTTLED_ODDS + PERMANENT_ODDS:
+                retry = roll < THROTTLED_ODDS
+                code, message, retry = pick_error(rng, record.object_type, record.operation.value, retry=retry)
+                parked += self.sync.mark_failed(record, code, message, retry=retry)
+                failed += 1
+            else:
+                succeeded.append(record)
+        self.sync.mark_synced(succeeded)
+        return StepReport(
+            changed=changed,
+            pulled=pulled,
+            claimed=len(claimed),
+            synced=len(succeeded),
+            failed=failed,
+            parked=parked,
+        )
+
+    # -- background thread ------------------------------------------------------
+
+    def run(self) -> None:
+        """Step every ``interval`` seconds until :meth:`stop`; a failed step is logged and skipped."""
+        while not self._stop.wait(self.interval):
+            try:
+                self.step()
+            except Exception:  # noqa: BLE001 - a demo must keep going (e.g. "database is locked")
+                log.exception("simulator step failed; continuing")
+
+    def start(self) -> Simulator:
+        """Run in a daemon thread (it never keeps the process alive)."""
+        if self._thread is None:
+            self._thread = threading.Thread(target=self.run, name="example-host-simulator", daemon=True)
+            self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Ask the thread to finish its step and wait for it."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
