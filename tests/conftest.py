@@ -384,6 +384,95 @@ def status_dataset(sync: DynamicsSync, db: SQLAlchemy, clock: FrozenClock) -> No
     }])
 
 
+# -- the Sync Errors data set ---------------------------------------------------------------
+
+def error_row(
+    id: int, occurred_at: dt.datetime, object_type: str, record_id: str, label: str | None, operation: str,
+    direction: str, code: str, message: str, attempt: int, state: str,
+) -> dict[str, t.Any]:
+    return {
+        "id": id, "occurred_at": occurred_at, "object_type": object_type, "record_id": record_id,
+        "record_label": label, "operation": operation, "direction": direction, "error_code": code,
+        "error_message": message, "attempt": attempt, "state": state,
+        "state_changed_at": None if state == "open" else dt.datetime(2026, 3, 10, 14, 15),
+    }
+
+
+#: Explicit ids far above what the sequences reach in a test session (exports show them).
+ERROR_ROWS = [
+    error_row(700001, dt.datetime(2026, 3, 10, 14, 10), "Lead", "L-1", "Ada Lovelace", "insert", "to_dynamics",
+              "0x80040237", "Duplicate record: a lead with this email already exists.", 1, "open"),
+    error_row(700002, dt.datetime(2026, 3, 10, 14, 5, 30), "Contact", "C-7", '=HYPERLINK("http://evil.example","click")',
+              "update", "to_dynamics", "0x80048306", "+SUM(A1:A9) is not a valid value", 2, "open"),
+    error_row(700003, dt.datetime(2026, 3, 10, 13, 50), "Lead", "42", "Grace Hopper", "update", "from_dynamics",
+              "0x8004431A", "100% of the API quota is used", 3, "open"),
+    error_row(700004, dt.datetime(2026, 3, 10, 13, 15), "Account", "A-100", "Acme_Corp", "insert", "to_dynamics",
+              "0x80040237", "Duplicate record", 1, "ignored"),
+    error_row(700005, dt.datetime(2026, 3, 10, 12, 0), "Lead", "420", None, "update", "to_dynamics",
+              "0x80060891", '-1 is out of range; "quotes", commas, and a line\nbreak', 1, "resolved"),
+    error_row(700006, dt.datetime(2026, 3, 10, 11, 30), "Opportunity", "O-1", "Big deal @home", "insert", "to_dynamics",
+              "0x80040265", "@mention\tis not allowed", 1, "retried"),
+    error_row(700007, dt.datetime(2026, 3, 9, 23, 30), "Lead", "L-1", "Ada Lovelace", "insert", "to_dynamics",
+              "0x80040237", "Duplicate record", 1, "open"),
+    error_row(700008, dt.datetime(2026, 3, 9, 22, 0), "Account", "A-200", "Acme Corp", "update", "to_dynamics",
+              "0x80040220", "\rAccess denied for DOMAIN\\svc_sync", 1, "open"),
+]
+
+
+@pytest.fixture
+def errors_dataset(db: SQLAlchemy) -> list[dict[str, t.Any]]:
+    """The known sync errors of :func:`load_errors_dataset`, in the standard app."""
+    return load_errors_dataset(db)
+
+
+def load_errors_dataset(db: SQLAlchemy) -> list[dict[str, t.Any]]:
+    """Insert the known sync errors the Sync Errors tests read (clock at NOW, 14:20), newest first.
+
+    ======  ==============  ===========  =====  ==============  ======  ====  ==========  =====  ========
+    id      time (UTC)      object       rec.   label           op.     dir.  code        att.   state
+    ======  ==============  ===========  =====  ==============  ======  ====  ==========  =====  ========
+    700001  03-10 14:10:00  Lead         L-1    Ada Lovelace    insert  to    0x80040237  1      open
+    700002  03-10 14:05:30  Contact      C-7    =HYPERLINK(..)  update  to    0x80048306  2      open
+    700003  03-10 13:50:00  Lead         42     Grace Hopper    update  from  0x8004431A  3      open
+    700004  03-10 13:15:00  Account      A-100  Acme_Corp       insert  to    0x80040237  1      ignored
+    700005  03-10 12:00:00  Lead         420    (none)          update  to    0x80060891  1      resolved
+    700006  03-10 11:30:00  Opportunity  O-1    Big deal @home  insert  to    0x80040265  1      retried
+    700007  03-09 23:30:00  Lead         L-1    Ada Lovelace    insert  to    0x80040237  1      open
+    700008  03-09 22:00:00  Account      A-200  Acme Corp       update  to    0x80040220  1      open
+    ======  ==============  ===========  =====  ==============  ======  ====  ==========  =====  ========
+
+    Messages hold ``%``, ``_``, a backslash, quotes, a line break and cells starting
+    with ``=``, ``+``, ``-``, ``@``, tab and CR. The queue holds the parked records
+    Lead L-1 (insert) and Contact C-7 (update), both to Dynamics.
+    """
+    from flask_dynamics_sync.models import QueueItem
+    from flask_dynamics_sync.models import SyncError
+
+    parked_since = dt.datetime(2026, 3, 10, 9, 0)
+    with db.engine.begin() as conn:
+        conn.execute(sa.insert(SyncError.__table__), ERROR_ROWS)
+        conn.execute(sa.insert(QueueItem.__table__), [
+            {"object_type": object_type, "record_id": record_id, "direction": "to_dynamics", "operation": operation,
+             "state": "parked", "label": label, "queued_at": parked_since, "changed_at": parked_since,
+             "change_count": 1, "attempts": 10, "not_before": parked_since}
+            for object_type, record_id, operation, label in (("Lead", "L-1", "insert", "Ada Lovelace"),
+                                                             ("Contact", "C-7", "update", None))
+        ])
+    return ERROR_ROWS
+
+
+ERRORS_URL = "/admin/dynamics/errors/"
+
+
+def listed_error_ids(client: t.Any, query: dict[str, str] | None = None) -> list[int]:
+    """The error ids the Sync Errors list shows for ``query`` (search, filters...), in order."""
+    import re
+
+    response = client.get(ERRORS_URL, query_string=query or {})
+    assert response.status_code == 200, response.status_code
+    return [int(i) for i in re.findall(r"/details/\?id=(\d+)", response.get_data(as_text=True))]
+
+
 # -- browser tests ----------------------------------------------------------------------
 
 CHROMIUM = "/usr/bin/chromium"

@@ -1,25 +1,673 @@
-"""The *Sync Errors* view (placeholder: filled in by the errors view issue)."""
+"""The *Sync Errors* view: browse, search, filter, export and act on failed syncs.
+
+A read-only Flask-Admin ``ModelView`` over :class:`~flask_dynamics_sync.models.SyncError`
+that replaces the parts of the stock view that do not scale or are unsafe:
+
+* search (:mod:`..search`): terms are literal (``%`` and ``_`` too), short
+  terms match ids and codes exactly instead of scanning every row;
+* counting: at most ``DYNAMICS_SYNC_COUNT_CAP + 1`` rows are counted per page
+  load, shown as an exact number or as "10,000+";
+* export (:mod:`..export`): streamed in constant memory, neutralized cells;
+* actions (:mod:`..error_actions`): retry / ignore / resolve the ticked rows
+  or every row matching the search and filters, after a confirmation page that
+  states how many errors will change; POST only, with a CSRF token.
+
+URLs (under the admin URL and ``DYNAMICS_SYNC_URL_SEGMENT``): ``errors/`` (list),
+``errors/details/?id=``, ``errors/export/<csv|xlsx|json>/?<list arguments>``,
+``errors/action/`` (POST).
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import datetime as dt
 import typing as t
 
-from flask_admin import BaseView
+import sqlalchemy as sa
+from flask import abort
+from flask import current_app
+from flask import flash
+from flask import redirect
+from flask import request
+from flask.typing import ResponseReturnValue
 from flask_admin import expose
+from flask_admin.contrib.sqla import ModelView
+from flask_admin.contrib.sqla.filters import BaseSQLAFilter
+from flask_admin.contrib.sqla.filters import FilterEqual
+from flask_admin.form import BaseForm
+from flask_admin.form import SecureForm
+from flask_admin.helpers import is_safe_url
+from flask_admin.model.template import TemplateLinkRowAction
+from markupsafe import Markup
+from werkzeug.datastructures import MultiDict
+from wtforms import Form
+from wtforms import HiddenField
+from wtforms import IntegerField
+from wtforms import validators
 
+from .. import export
+from .. import i18n
+from ..error_actions import ActionOutcome
+from ..error_actions import ErrorAction
+from ..error_actions import applicable
+from ..error_actions import by_ids
+from ..error_actions import preview
+from ..error_actions import run_action
+from ..i18n import gettext
+from ..i18n import lazy_gettext
+from ..i18n import ngettext
+from ..models import SyncError
+from ..search import search_condition
+from ..types import Direction
+from ..types import ErrorState
+from ..types import Operation
 from .base import PluginViewMixin
 
 if t.TYPE_CHECKING:
+    from flask_sqlalchemy import SQLAlchemy
+    from jinja2.runtime import Context
+
     from ..extension import DynamicsSync
 
+Filter = tuple[int, str, str]
+"""An active filter as Flask-Admin passes it around: (index, name, raw value)."""
 
-class SyncErrorsView(PluginViewMixin, BaseView):
-    """Records that failed to sync."""
+OPERATION_LABELS = {Operation.INSERT.value: lazy_gettext("Insert"), Operation.UPDATE.value: lazy_gettext("Update")}
+DIRECTION_LABELS = {
+    Direction.TO_DYNAMICS.value: lazy_gettext("To Dynamics"),
+    Direction.FROM_DYNAMICS.value: lazy_gettext("From Dynamics"),
+}
+STATE_LABELS = {
+    ErrorState.OPEN.value: lazy_gettext("Open"),
+    ErrorState.RETRIED.value: lazy_gettext("Retried"),
+    ErrorState.IGNORED.value: lazy_gettext("Ignored"),
+    ErrorState.RESOLVED.value: lazy_gettext("Resolved"),
+}
+STATE_BADGES = {
+    ErrorState.OPEN.value: "badge-danger",
+    ErrorState.RETRIED.value: "badge-info",
+    ErrorState.IGNORED.value: "badge-secondary",
+    ErrorState.RESOLVED.value: "badge-success",
+}
+ACTION_LABELS = {
+    ErrorAction.RETRY: lazy_gettext("Retry"),
+    ErrorAction.IGNORE: lazy_gettext("Ignore"),
+    ErrorAction.RESOLVE: lazy_gettext("Resolve"),
+}
+
+#: Characters of an error message shown in the list; the details page shows all of it.
+MESSAGE_PREVIEW_LENGTH = 140
+
+SCOPE_SELECTED = "selected"
+SCOPE_ALL = "all"
+
+
+# -- filters ----------------------------------------------------------------------
+
+
+def parse_viewer_time(value: str) -> dt.datetime:
+    """A time typed by the viewer (ISO 8601, in their time zone unless it has an offset) as naive UTC."""
+    parsed = dt.datetime.fromisoformat(value.strip())
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=i18n.get_timezone())
+    return parsed.astimezone(dt.timezone.utc).replace(tzinfo=None)
+
+
+class TimeFilter(BaseSQLAFilter):
+    """Errors that happened from (inclusive) or until (exclusive) a time in the viewer's zone."""
+
+    def __init__(self, column: t.Any, name: t.Any, *, until: bool) -> None:
+        super().__init__(column, name, data_type="datetimepicker")
+        self.until = until
+
+    def clean(self, value: str) -> dt.datetime:
+        return parse_viewer_time(value)
+
+    def apply(self, query: t.Any, value: dt.datetime, alias: t.Any = None) -> t.Any:
+        column = self.get_column(alias)
+        return query.filter(column < value if self.until else column >= value)
+
+    def operation(self) -> t.Any:
+        return lazy_gettext("until") if self.until else lazy_gettext("from")
+
+
+class EqualFilter(FilterEqual):
+    """Equality with the plugin's own wording."""
+
+    def operation(self) -> t.Any:
+        return lazy_gettext("is")
+
+
+@dataclasses.dataclass(frozen=True)
+class FilterField:
+    """One input of the filter bar: URL argument, label, widget, choices and current value."""
+
+    arg: str
+    label: str
+    kind: str  # "select", "text" or "datetime"
+    options: list[tuple[str, str]]
+    value: str
+
+
+def _choices(labels: dict[str, t.Any]) -> list[tuple[str, t.Any]]:
+    return list(labels.items())
+
+
+# -- cell formatters --------------------------------------------------------------
+
+
+def _time_cell(view: t.Any, context: Context | None, model: SyncError, name: str) -> Markup | str:
+    value = getattr(model, name)
+    if value is None:
+        return ""
+    iso = export.iso_utc(value)
+    return Markup('<time datetime="{}" title="{}">{}</time>').format(iso, iso, i18n.format_datetime(value))
+
+
+def _object_cell(view: SyncErrorsView, context: Context | None, model: SyncError, name: str) -> str:
+    return view.sync.settings.objects.get(model.object_type, model.object_type)
+
+
+def _record_cell(view: t.Any, context: Context | None, model: SyncError, name: str) -> Markup:
+    if not model.record_label:
+        return Markup('<span class="ds-record-id">{}</span>').format(model.record_id)
+    return Markup('<span class="ds-record-id">{}</span> <span class="ds-record-label">{}</span>').format(
+        model.record_id, model.record_label
+    )
+
+
+def _label_cell(labels: dict[str, t.Any]) -> t.Callable[..., str]:
+    def cell(view: t.Any, context: Context | None, model: SyncError, name: str) -> str:
+        value = getattr(model, name)
+        return str(labels.get(value, value))
+
+    return cell
+
+
+def _state_cell(view: t.Any, context: Context | None, model: SyncError, name: str) -> Markup:
+    return Markup('<span class="badge {}">{}</span>').format(
+        STATE_BADGES.get(model.state, "badge-light"), str(STATE_LABELS.get(model.state, model.state))
+    )
+
+
+def _code_cell(view: t.Any, context: Context | None, model: SyncError, name: str) -> Markup:
+    return Markup('<code class="ds-error-code">{}</code>').format(model.error_code)
+
+
+def _message_preview_cell(view: t.Any, context: Context | None, model: SyncError, name: str) -> str:
+    message = model.error_message
+    if len(message) <= MESSAGE_PREVIEW_LENGTH:
+        return message
+    return message[: MESSAGE_PREVIEW_LENGTH - 1].rstrip() + "\u2026"
+
+
+def _message_full_cell(view: t.Any, context: Context | None, model: SyncError, name: str) -> Markup:
+    return Markup('<pre class="ds-error-message">{}</pre>').format(model.error_message)
+
+
+def _number_cell(view: t.Any, context: Context | None, model: SyncError, name: str) -> str:
+    return i18n.format_number(getattr(model, name))
+
+
+_LIST_FORMATTERS: dict[str, t.Callable[..., t.Any]] = {
+    "occurred_at": _time_cell,
+    "state_changed_at": _time_cell,
+    "object_type": _object_cell,
+    "record": _record_cell,
+    "operation": _label_cell(OPERATION_LABELS),
+    "direction": _label_cell(DIRECTION_LABELS),
+    "error_code": _code_cell,
+    "error_message": _message_preview_cell,
+    "attempt": _number_cell,
+    "state": _state_cell,
+}
+
+
+# -- the action form --------------------------------------------------------------
+
+
+def _action_form_base() -> type[BaseForm]:
+    """Flask-WTF's form when the host runs ``CSRFProtect`` (its check needs its token), else ``SecureForm``."""
+    if "csrf" in current_app.extensions and current_app.config.get("WTF_CSRF_ENABLED", True):
+        from flask_wtf import FlaskForm
+
+        return t.cast("type[BaseForm]", FlaskForm)
+    return SecureForm
+
+
+def action_form_class() -> type[Form]:
+    """The CSRF-protected form every state-changing POST of the view carries."""
+
+    class ErrorActionForm(_action_form_base()):  # type: ignore[misc, valid-type]
+        action = HiddenField(validators=[validators.AnyOf([a.value for a in ErrorAction])])
+        scope = HiddenField(validators=[validators.AnyOf([SCOPE_SELECTED, SCOPE_ALL])])
+        url = HiddenField()
+        confirmed = HiddenField()
+        up_to_id = IntegerField(validators=[validators.Optional()])
+
+    return ErrorActionForm
+
+
+# -- the view ---------------------------------------------------------------------
+
+
+class _HostDb:
+    """Stands in for the host's Flask-SQLAlchemy object while the view is built.
+
+    The real one is looked up per request (:attr:`SyncErrorsView.session`), so
+    views can be built before an application context exists.
+    """
+
+    session = None
+
+
+class SyncErrorsView(PluginViewMixin, ModelView):
+    """Records that failed to sync, newest first; read-only except for the error actions."""
+
+    can_create = False
+    can_edit = False
+    can_delete = False
+    can_view_details = True
+    can_export = True
+    can_set_page_size = True
+    page_size = 50
+    page_size_options = (20, 50, 100)
+
+    list_template = "dynamics_sync/errors_list.html"
+    details_template = "dynamics_sync/errors_details.html"
+    confirm_template = "dynamics_sync/errors_confirm.html"
+
+    column_list = (
+        "occurred_at",
+        "object_type",
+        "record",
+        "operation",
+        "direction",
+        "error_code",
+        "error_message",
+        "attempt",
+        "state",
+    )
+    column_details_list = (
+        "id",
+        "occurred_at",
+        "object_type",
+        "record_id",
+        "record_label",
+        "operation",
+        "direction",
+        "error_code",
+        "error_message",
+        "attempt",
+        "state",
+        "state_changed_at",
+    )
+    column_labels = {
+        "id": lazy_gettext("ID"),
+        "occurred_at": lazy_gettext("Time"),
+        "object_type": lazy_gettext("Object"),
+        "record": lazy_gettext("Record"),
+        "record_id": lazy_gettext("Record ID"),
+        "record_label": lazy_gettext("Record label"),
+        "operation": lazy_gettext("Operation"),
+        "direction": lazy_gettext("Direction"),
+        "error_code": lazy_gettext("Error code"),
+        "error_message": lazy_gettext("Error message"),
+        "attempt": lazy_gettext("Attempts"),
+        "state": lazy_gettext("State"),
+        "state_changed_at": lazy_gettext("State changed"),
+    }
+    # Only columns with an index that starts with them: sorting never sorts the whole table.
+    column_sortable_list = ("occurred_at", "object_type", "error_code", "state")
+    column_default_sort = ("occurred_at", True)
+    column_searchable_list = ("record_id", "record_label", "error_code", "error_message")
+    column_formatters = _LIST_FORMATTERS
+    column_formatters_detail = {**_LIST_FORMATTERS, "error_message": _message_full_cell}
+
+    #: Filter bar, in order; ``flt<i>_<i>`` in URLs. Object choices come from the settings.
+    column_filters = [
+        EqualFilter(SyncError.object_type, lazy_gettext("Object")),
+        EqualFilter(SyncError.operation, lazy_gettext("Operation"), options=_choices(OPERATION_LABELS)),
+        EqualFilter(SyncError.direction, lazy_gettext("Direction"), options=_choices(DIRECTION_LABELS)),
+        EqualFilter(SyncError.error_code, lazy_gettext("Error code")),
+        EqualFilter(SyncError.state, lazy_gettext("State"), options=_choices(STATE_LABELS)),
+        TimeFilter(SyncError.occurred_at, lazy_gettext("From"), until=False),
+        TimeFilter(SyncError.occurred_at, lazy_gettext("Until"), until=True),
+    ]
+    _OBJECT_FILTER = 0
 
     def __init__(self, sync: DynamicsSync, **kwargs: t.Any) -> None:
         self.sync = sync
-        super().__init__(**kwargs)
+        super().__init__(SyncError, _HostDb(), **kwargs)  # type: ignore[arg-type]
+
+    # -- plumbing -----------------------------------------------------------------
+
+    @property  # type: ignore[override]
+    def session(self) -> SQLAlchemy:
+        """The host's Flask-SQLAlchemy object of the current app (Flask-Admin takes its ``.session``)."""
+        return self.sync._state().db
+
+    @session.setter
+    def session(self, value: t.Any) -> None:
+        pass  # ModelView.__init__ stores the placeholder; the property looks the real one up.
+
+    def scaffold_form(self) -> type[Form]:
+        # Read-only: no create or edit form (and no database access while the view is built).
+        return type("NoForm", (self.form_base_class,), {})
+
+    def render(self, template: str, **kwargs: t.Any) -> str:
+        kwargs.update(self.plugin_template_args())
+        return super().render(template, **kwargs)
+
+    def is_action_allowed(self, name: str) -> bool:
+        return False  # The stock actions (delete) are off; ours go through action_view.
+
+    def get_list_row_actions(self) -> list[TemplateLinkRowAction]:
+        return [TemplateLinkRowAction("row_actions.view_row", lazy_gettext("Show details"))]
+
+    def get_empty_list_message(self) -> str:
+        return gettext("No sync errors match.")
+
+    def search_placeholder(self) -> str:
+        return gettext("Record, label, error code or message")
+
+    def get_one(self, id: t.Any) -> SyncError | None:
+        try:
+            key = int(id)
+        except (TypeError, ValueError):
+            return None
+        return self.session.session.get(SyncError, key)
+
+    # -- selection: search + filters ------------------------------------------------
+
+    def _apply_search(
+        self, query: t.Any, count_query: t.Any, joins: dict[t.Any, t.Any], count_joins: dict[t.Any, t.Any], search: str
+    ) -> tuple[t.Any, t.Any, dict[t.Any, t.Any], dict[t.Any, t.Any]]:
+        condition = search_condition(search)
+        if condition is not None:
+            query = query.filter(condition)
+            if count_query is not None:
+                count_query = count_query.filter(condition)
+        return query, count_query, joins, count_joins
+
+    def parse_filter_args(self, args: MultiDict[str, str]) -> tuple[list[Filter], list[str]]:
+        """The active filters of ``args`` (``flt<pos>_<index>``), and the invalid values.
+
+        Empty values are no filter (the filter bar submits every input).
+        """
+        if not self._filter_args:
+            return [], []
+        found: list[tuple[float, Filter]] = []
+        invalid: list[str] = []
+        for arg, value in args.items():
+            if not arg.startswith("flt") or "_" not in arg or value.strip() == "":
+                continue
+            position, key = arg[3:].split("_", 1)
+            if key not in self._filter_args:
+                continue
+            index, flt = self._filter_args[key]
+            if flt.validate(value):
+                found.append((int(position) if position.isdigit() else float("inf"), (index, str(flt.name), value)))
+            else:
+                invalid.append(value)
+        return [f for _, f in sorted(found, key=lambda item: item[0])], invalid
+
+    def _get_list_filter_args(self) -> list[Filter]:
+        filters, invalid = self.parse_filter_args(request.args)
+        if invalid:
+            self._template_args["invalid_filter_values"] = invalid
+        return filters
+
+    def selection_condition(self, search: str | None, filters: t.Sequence[Filter] | None) -> sa.ColumnElement[bool] | None:
+        """The ``WHERE`` condition selecting what the list shows for ``search`` and ``filters``."""
+        stmt = sa.select(SyncError.id)
+        condition = search_condition(search)
+        if condition is not None:
+            stmt = stmt.where(condition)
+        for index, _name, value in filters or ():
+            flt = self._filters[index]  # type: ignore[index]
+            stmt = flt.apply(stmt, flt.clean(value), None)
+        return stmt.whereclause
+
+    def selection_from(self, args: MultiDict[str, str]) -> tuple[str | None, list[Filter]]:
+        """Search string and filters carried by request arguments or a posted form."""
+        filters, _invalid = self.parse_filter_args(args)
+        return args.get("search") or None, filters
+
+    def capped_count(self, condition: sa.ColumnElement[bool] | None) -> int:
+        """Matching errors, counting at most ``DYNAMICS_SYNC_COUNT_CAP + 1`` of them."""
+        inner = sa.select(sa.literal(1)).select_from(SyncError.__table__)
+        if condition is not None:
+            inner = inner.where(condition)
+        inner_sq = inner.limit(self.sync.settings.count_cap + 1).subquery()
+        return int(self.session.session.scalar(sa.select(sa.func.count()).select_from(inner_sq)) or 0)
+
+    def count_label(self, count: int) -> str:
+        """``1,234`` or, above the cap, ``10,000+``."""
+        cap = self.sync.settings.count_cap
+        if count > cap:
+            return gettext("%(count)s+", count=i18n.format_number(cap))
+        return i18n.format_number(count)
+
+    def _ordered(self, query: t.Any, sort_column: t.Any, sort_desc: bool) -> t.Any:
+        query, _joins = self._apply_sorting(query, {}, sort_column, sort_desc)
+        return query.order_by(SyncError.id.desc())  # stable pages when times are equal
+
+    def get_list(  # type: ignore[override]
+        self,
+        page: int | None,
+        sort_column: t.Any,
+        sort_desc: bool,
+        search: str | None,
+        filters: t.Sequence[Filter] | None,
+        execute: bool = True,
+        page_size: int | None = None,
+    ) -> tuple[int | None, t.Any]:
+        """One page of errors and their count: exact up to the cap, else ``None`` (simple pager)."""
+        condition = self.selection_condition(search, filters)
+        query = self.get_query()
+        if condition is not None:
+            query = query.filter(condition)
+        count = self.capped_count(condition)
+        self._template_args["count_label"] = self.count_label(count)
+        self._template_args["match_count"] = count
+        query = self._apply_pagination(self._ordered(query, sort_column, sort_desc), page, page_size)
+        exact = count if count <= self.sync.settings.count_cap else None
+        return exact, (query.all() if execute else query)
+
+    # -- list -----------------------------------------------------------------------
+
+    def filter_fields(self, filters: t.Sequence[Filter]) -> list[FilterField]:
+        """The filter bar's inputs with the current values."""
+        current = {index: value for index, _name, value in filters}
+        fields = []
+        for index, flt in enumerate(self._filters or ()):
+            arg = f"flt{index}_{self.get_filter_arg(index, flt)}"
+            value = current.get(index, "")
+            if isinstance(flt, TimeFilter):
+                kind, options = "datetime", []
+                if value:  # shown as the datetime-local input expects it
+                    local = i18n.to_local(flt.clean(value))
+                    value = local.strftime("%Y-%m-%dT%H:%M:%S" if local.second else "%Y-%m-%dT%H:%M")
+            elif index == self._OBJECT_FILTER:
+                kind, options = "select", list(self.sync.settings.objects.items())
+            elif flt.options:
+                kind, options = "select", [(k, str(v)) for k, v in flt.options]
+            else:
+                kind, options = "text", []
+            fields.append(FilterField(arg, str(flt.name), kind, options, value))
+        return fields
 
     @expose("/")
-    def index(self) -> str:
-        return self.render("dynamics_sync/errors.html", **self.plugin_template_args())
+    def index_view(self) -> str:
+        search, filters = self.selection_from(request.args)
+        self._template_args.update(
+            filter_fields=self.filter_fields(filters),
+            # The stock filter widgets are replaced by the filter bar.
+            filters=None,
+            filter_groups=None,
+            time_zone=str(i18n.get_timezone()),
+            export_formats=list(export.available_formats()),
+            can_act=self.can_act(),
+            error_actions=[(a.value, ACTION_LABELS[a]) for a in ErrorAction],
+            ds_action_form=action_form_class()() if self.can_act() else None,
+            scope_selected=SCOPE_SELECTED,
+            scope_all=SCOPE_ALL,
+        )
+        return super().index_view()
+
+    # -- details --------------------------------------------------------------------
+
+    @expose("/details/")
+    def details_view(self) -> ResponseReturnValue:
+        self._template_args.update(
+            can_act=self.can_act(),
+            error_actions=[(a.value, ACTION_LABELS[a]) for a in ErrorAction],
+            ds_action_form=action_form_class()() if self.can_act() else None,
+            scope_selected=SCOPE_SELECTED,
+        )
+        return super().details_view()
+
+    # -- export ---------------------------------------------------------------------
+
+    def export_filename(self, filtered: bool, limit: int | None) -> str:
+        """``dynamics-sync-errors[-filtered][-first-N]-20260310T142000Z``: what the file holds and when."""
+        parts = ["dynamics-sync-errors"]
+        if filtered:
+            parts.append("filtered")
+        if limit is not None:
+            parts.append(f"first-{limit}")
+        parts.append(self.sync.now().strftime("%Y%m%dT%H%M%SZ"))
+        return "-".join(parts)
+
+    @expose("/export/<export_type>/")
+    def export(self, export_type: str) -> ResponseReturnValue:
+        """Download exactly what the list selects (search, filters, sort), in any number of rows."""
+        export_format = export.available_formats().get(export_type)
+        if export_format is None:
+            if export_type == export.XLSX.name:
+                abort(404, description=gettext("XLSX export needs XlsxWriter (pip install 'Flask-Dynamics-Sync[xlsx]')."))
+            abort(404, description=gettext("Unknown export format."))
+        settings = self.sync.settings
+        search, filters = self.selection_from(request.args)
+        condition = self.selection_condition(search, filters)
+        sort = self._get_column_by_idx(request.args.get("sort", None, type=int))
+        stmt = self._ordered(export.select_columns(), sort[0] if sort else None, bool(request.args.get("desc", 0, type=int)))
+        if condition is not None:
+            stmt = stmt.where(condition)
+        truncated_at = None
+        if settings.export_max_rows is not None:
+            stmt = stmt.limit(settings.export_max_rows)
+            if export.exceeds(self.sync.engine, condition, settings.export_max_rows):
+                truncated_at = settings.export_max_rows
+        stem = self.export_filename(bool(search or filters), truncated_at)
+        return export.export_response(
+            export_format,
+            self.sync.engine,
+            stmt,
+            chunk_size=settings.export_chunk_size,
+            filename=export_format.filename(stem),
+        )
+
+    # -- actions --------------------------------------------------------------------
+
+    def _return_url(self, value: str | None) -> str:
+        if value and is_safe_url(value):
+            return value
+        return self.get_url(".index_view")
+
+    @expose("/action/", methods=("POST",))
+    def action_view(self) -> ResponseReturnValue:
+        """Retry, ignore or resolve errors: a confirmation page first, then the change.
+
+        The first POST shows how many errors the action will change; the
+        confirmed POST changes them in one transaction. An "all matching"
+        selection is pinned to the errors that existed at the confirmation.
+        """
+        if not self.can_act():
+            abort(403)
+        form = action_form_class()(formdata=request.form)
+        if not form.validate():
+            if "csrf_token" in form.errors:
+                abort(400, description=gettext(
+                    "The form's security token is missing or has expired. Reload the page and try again."
+                ))
+            abort(400, description=gettext("Unknown action or selection."))
+        action = ErrorAction(form.action.data)
+        scope = form.scope.data
+        if scope == SCOPE_SELECTED:
+            try:
+                where: sa.ColumnElement[bool] | None = by_ids(request.form.getlist("rowid"))
+            except ValueError:
+                abort(400, description=gettext("Unknown action or selection."))
+            search, filters = None, []
+        else:
+            search, filters = self.selection_from(request.form)
+            where = self.selection_condition(search, filters)
+        settings = self.sync.settings
+        condition = applicable(action, where, object_types=settings.objects, up_to_id=form.up_to_id.data)
+        return_url = self._return_url(form.url.data)
+        if form.confirmed.data != "1":
+            with self.sync.engine.connect() as conn:
+                count, highest = preview(conn, condition)
+            return self.render(
+                self.confirm_template,
+                action=action,
+                action_label=ACTION_LABELS[action],
+                scope=scope,
+                count=count,
+                up_to_id=highest if scope == SCOPE_ALL else None,
+                rowids=request.form.getlist("rowid") if scope == SCOPE_SELECTED else [],
+                selection_args=self._selection_args(search, filters),
+                form=action_form_class()(formdata=None),
+                return_url=return_url,
+                question=self.confirmation_question(action, count),
+            )
+        with self.sync.engine.begin() as conn:
+            outcome = run_action(conn, action, condition, recorder=self.sync._state().recorder, now=self.sync.now())
+        flash(self.outcome_message(action, outcome), "success" if outcome.errors else "info")
+        return redirect(return_url)
+
+    def _selection_args(self, search: str | None, filters: t.Sequence[Filter]) -> dict[str, str]:
+        args = self._get_filters(filters)
+        if search:
+            args["search"] = search
+        return args
+
+    @staticmethod
+    def confirmation_question(action: ErrorAction, count: int) -> str:
+        """The question of the confirmation page, with the number of errors it changes."""
+        number = i18n.format_number(count)
+        if action is ErrorAction.RETRY:
+            return ngettext(
+                "Retry %(number)s sync error? Its record is queued again.",
+                "Retry %(number)s sync errors? Their records are queued again.",
+                count,
+                number=number,
+            )
+        if action is ErrorAction.IGNORE:
+            return ngettext("Ignore %(number)s sync error?", "Ignore %(number)s sync errors?", count, number=number)
+        return ngettext("Resolve %(number)s sync error?", "Resolve %(number)s sync errors?", count, number=number)
+
+    @staticmethod
+    def outcome_message(action: ErrorAction, outcome: ActionOutcome) -> str:
+        """The flash message after an action."""
+        number = i18n.format_number(outcome.errors)
+        if action is ErrorAction.RETRY:
+            retried = ngettext(
+                "%(number)s sync error retried.", "%(number)s sync errors retried.", outcome.errors, number=number
+            )
+            queued = ngettext(
+                "%(number)s record queued again.",
+                "%(number)s records queued again.",
+                outcome.records,
+                number=i18n.format_number(outcome.records),
+            )
+            return f"{retried} {queued}"
+        if action is ErrorAction.IGNORE:
+            return ngettext(
+                "%(number)s sync error ignored.", "%(number)s sync errors ignored.", outcome.errors, number=number
+            )
+        return ngettext(
+            "%(number)s sync error resolved.", "%(number)s sync errors resolved.", outcome.errors, number=number
+        )

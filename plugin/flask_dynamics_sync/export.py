@@ -1,0 +1,290 @@
+"""Bulk export of sync errors as CSV, XLSX or JSON, in constant memory.
+
+One row source (:func:`iter_row_chunks`) reads plain rows in chunks through a
+server-side cursor (``yield_per``: a named cursor on PostgreSQL, an unbuffered
+cursor on MariaDB); one writer per format turns them into bytes:
+
+* CSV: UTF-8 with a byte order mark (so spreadsheets detect the encoding),
+  ``\\r\\n`` line ends, a header row in the viewer's language, streamed chunk by chunk.
+* JSON: an array of objects with stable English keys (:data:`COLUMNS`), streamed
+  chunk by chunk. Values are exact: JSON is read by programs, not spreadsheets.
+* XLSX: XlsxWriter in ``constant_memory`` mode into a temporary file, which is
+  then streamed and deleted when the response closes. Times are real date cells
+  shown as ISO 8601.
+
+Times are ISO 8601 UTC (``2026-03-10T14:20:00Z``). Operation, direction and
+state are exported as their stable codes (``insert``, ``to_dynamics``,
+``open``), the same in every language. Every text cell a spreadsheet would run
+as a formula is neutralized (:func:`neutralize`) in CSV and XLSX.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import datetime as dt
+import io
+import json
+import os
+import tempfile
+import typing as t
+from collections.abc import Callable
+from collections.abc import Iterable
+from collections.abc import Iterator
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from flask import Response
+from flask import send_file
+from flask import stream_with_context
+from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Row
+
+from .i18n import gettext
+from .i18n import lazy_gettext
+from .models import SyncError
+
+try:
+    import xlsxwriter
+except ImportError:  # pragma: no cover - the "xlsx" extra is not installed
+    xlsxwriter = None  # type: ignore[assignment]
+
+RowChunks = Iterable[Sequence[Row[t.Any]]]
+
+
+@dataclasses.dataclass(frozen=True)
+class ExportColumn:
+    """One exported column: its JSON key, its header msgid and the table column."""
+
+    key: str
+    label: t.Any
+    column: sa.ColumnElement[t.Any]
+
+
+#: Exported columns, in order.
+COLUMNS: tuple[ExportColumn, ...] = (
+    ExportColumn("id", lazy_gettext("ID"), SyncError.id),
+    ExportColumn("time", lazy_gettext("Time (UTC)"), SyncError.occurred_at),
+    ExportColumn("object", lazy_gettext("Object"), SyncError.object_type),
+    ExportColumn("record_id", lazy_gettext("Record ID"), SyncError.record_id),
+    ExportColumn("record_label", lazy_gettext("Record label"), SyncError.record_label),
+    ExportColumn("operation", lazy_gettext("Operation"), SyncError.operation),
+    ExportColumn("direction", lazy_gettext("Direction"), SyncError.direction),
+    ExportColumn("error_code", lazy_gettext("Error code"), SyncError.error_code),
+    ExportColumn("error_message", lazy_gettext("Error message"), SyncError.error_message),
+    ExportColumn("attempt", lazy_gettext("Attempt"), SyncError.attempt),
+    ExportColumn("state", lazy_gettext("State"), SyncError.state),
+)
+
+#: Characters that make a spreadsheet read a cell as a formula.
+FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
+
+_TIME_INDEX = 1
+_FILE_CHUNK = 64 * 1024
+
+
+def neutralize(value: str) -> str:
+    """Prefix ``'`` to text a spreadsheet would run as a formula (``=HYPERLINK(...)``)."""
+    if value.startswith(FORMULA_TRIGGERS):
+        return "'" + value
+    return value
+
+
+def iso_utc(value: dt.datetime) -> str:
+    """A naive UTC timestamp as ISO 8601 UTC to the second: ``2026-03-10T14:20:00Z``."""
+    return value.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def headers() -> list[str]:
+    """Column headers in the viewer's language."""
+    return [str(c.label) for c in COLUMNS]
+
+
+def select_columns() -> sa.Select[t.Any]:
+    """``SELECT`` of the exported columns; the caller adds ``WHERE``, ``ORDER BY``, ``LIMIT``."""
+    return sa.select(*(c.column for c in COLUMNS))
+
+
+def iter_row_chunks(engine: Engine, stmt: sa.Select[t.Any], chunk_size: int) -> Iterator[Sequence[Row[t.Any]]]:
+    """Run ``stmt`` and yield its rows ``chunk_size`` at a time, as plain rows.
+
+    A server-side cursor keeps memory flat whatever the number of rows; the
+    connection is returned to the pool when the iterator is exhausted or closed.
+    """
+    with engine.connect() as conn:
+        result = conn.execution_options(yield_per=chunk_size).execute(stmt)
+        yield from result.partitions()
+
+
+def exceeds(engine: Engine, where: sa.ColumnElement[bool] | None, limit: int) -> bool:
+    """Do more than ``limit`` errors match ``where``? Reads at most ``limit + 1`` index entries."""
+    stmt = sa.select(SyncError.id).order_by(None).offset(limit).limit(1)
+    if where is not None:
+        stmt = stmt.where(where)
+    with engine.connect() as conn:
+        return conn.execute(stmt).first() is not None
+
+
+# -- writers ----------------------------------------------------------------------
+
+
+def _text(value: t.Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, dt.datetime):
+        return iso_utc(value)
+    if isinstance(value, str):
+        return neutralize(value)
+    return str(value)
+
+
+def csv_chunks(chunks: RowChunks, header: Sequence[str]) -> Iterator[str]:
+    """CSV text: a byte order mark and the header, then one string per chunk of rows."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\r\n")
+    writer.writerow([neutralize(h) for h in header])
+    yield "\ufeff" + buffer.getvalue()
+    for chunk in chunks:
+        buffer.seek(0)
+        buffer.truncate()
+        writer.writerows([[_text(v) for v in row] for row in chunk])
+        yield buffer.getvalue()
+
+
+def json_chunks(chunks: RowChunks) -> Iterator[str]:
+    """A JSON array of objects keyed by :data:`COLUMNS`, one string per chunk of rows."""
+    keys = [c.key for c in COLUMNS]
+    yield "["
+    separator = "\n"
+    for chunk in chunks:
+        parts = []
+        for row in chunk:
+            record = dict(zip(keys, row, strict=True))
+            record["time"] = iso_utc(record["time"])
+            parts.append(separator + json.dumps(record, ensure_ascii=False))
+            separator = ",\n"
+        yield "".join(parts)
+    yield "\n]\n"
+
+
+def xlsx_available() -> bool:
+    """Is XlsxWriter (the ``xlsx`` extra) installed?"""
+    return xlsxwriter is not None
+
+
+def write_xlsx(chunks: RowChunks, header: Sequence[str], path: str, sheet_name: str) -> None:
+    """Write an XLSX workbook to ``path`` row by row (XlsxWriter ``constant_memory``)."""
+    if xlsxwriter is None:  # pragma: no cover - guarded by xlsx_available()
+        raise RuntimeError("XLSX export needs XlsxWriter: pip install 'Flask-Dynamics-Sync[xlsx]'")
+    workbook = xlsxwriter.Workbook(
+        path, {"constant_memory": True, "tmpdir": tempfile.gettempdir(), "strings_to_numbers": False}
+    )
+    try:
+        sheet = workbook.add_worksheet(_sheet_name(sheet_name))
+        bold = workbook.add_format({"bold": True})
+        time_format = workbook.add_format({"num_format": 'yyyy-mm-dd"T"hh:mm:ss"Z"'})
+        for index, width in enumerate((10, 21, 14, 20, 28, 11, 15, 14, 80, 8, 10)):
+            sheet.set_column(index, index, width)
+        for index, label in enumerate(header):
+            sheet.write_string(0, index, neutralize(label), bold)
+        sheet.freeze_panes(1, 0)
+        row_number = 0
+        for chunk in chunks:
+            for row in chunk:
+                row_number += 1
+                for index, value in enumerate(row):
+                    if value is None:
+                        continue
+                    if index == _TIME_INDEX:
+                        sheet.write_datetime(row_number, index, value.replace(microsecond=0), time_format)
+                    elif isinstance(value, str):
+                        sheet.write_string(row_number, index, neutralize(value))
+                    else:
+                        sheet.write_number(row_number, index, value)
+        sheet.autofilter(0, 0, row_number, len(header) - 1)
+    finally:
+        workbook.close()
+
+
+def _sheet_name(name: str) -> str:
+    """A valid worksheet name: at most 31 characters, none of ``[]:*?/\\``."""
+    cleaned = "".join(" " if ch in "[]:*?/\\" else ch for ch in name).strip("' ")
+    return cleaned[:31] or "Sheet1"
+
+
+# -- responses --------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class ExportFormat:
+    """A downloadable format: file extension, MIME type and how to build the response."""
+
+    name: str
+    mimetype: str
+    respond: Callable[[Callable[[], Iterator[Sequence[Row[t.Any]]]], str], Response]
+
+    def filename(self, stem: str) -> str:
+        return f"{stem}.{self.name}"
+
+
+def _attachment(filename: str) -> dict[str, str]:
+    return {"Content-Disposition": f'attachment; filename="{filename}"'}
+
+
+def _csv_response(chunks: Callable[[], Iterator[Sequence[Row[t.Any]]]], filename: str) -> Response:
+    header = headers()
+    body = (part.encode("utf-8") for part in csv_chunks(chunks(), header))
+    return Response(stream_with_context(body), mimetype="text/csv", headers=_attachment(filename))
+
+
+def _json_response(chunks: Callable[[], Iterator[Sequence[Row[t.Any]]]], filename: str) -> Response:
+    body = (part.encode("utf-8") for part in json_chunks(chunks()))
+    return Response(stream_with_context(body), mimetype="application/json", headers=_attachment(filename))
+
+
+def _xlsx_response(chunks: Callable[[], Iterator[Sequence[Row[t.Any]]]], filename: str) -> Response:
+    handle, path = tempfile.mkstemp(prefix="dynamics-sync-", suffix=".xlsx")
+    os.close(handle)
+    try:
+        write_xlsx(chunks(), headers(), path, gettext("Sync errors"))
+        size = os.path.getsize(path)
+        # A file object, not the path: X-Sendfile would read the file after it is deleted.
+        response = send_file(
+            open(path, "rb"),  # noqa: SIM115 - closed by the response
+            mimetype=XLSX.mimetype,
+            as_attachment=True,
+            download_name=filename,
+            max_age=0,
+            conditional=False,
+            etag=False,
+        )
+    except BaseException:
+        os.unlink(path)
+        raise
+    response.content_length = size
+    # Deleted once the file has been sent (or the client went away).
+    response.call_on_close(lambda: os.unlink(path))
+    return response
+
+
+CSV = ExportFormat("csv", "text/csv", _csv_response)
+XLSX = ExportFormat("xlsx", "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet", _xlsx_response)
+JSON = ExportFormat("json", "application/json", _json_response)
+
+
+def available_formats() -> dict[str, ExportFormat]:
+    """The formats this installation can produce, in menu order."""
+    formats = [CSV, XLSX, JSON] if xlsx_available() else [CSV, JSON]
+    return {f.name: f for f in formats}
+
+
+def export_response(
+    export_format: ExportFormat,
+    engine: Engine,
+    stmt: sa.Select[t.Any],
+    *,
+    chunk_size: int,
+    filename: str,
+) -> Response:
+    """Stream the rows of ``stmt`` (built on :func:`select_columns`) as a download."""
+    return export_format.respond(lambda: iter_row_chunks(engine, stmt, chunk_size), filename)

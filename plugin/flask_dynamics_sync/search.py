@@ -1,0 +1,85 @@
+"""Search over sync errors: record id, record label, error code and message.
+
+The search box takes whitespace-separated terms (``"a phrase"`` in double
+quotes stays one term); every term must match. A term matches an error when
+one of the four columns contains it, case-insensitively. ``%``, ``_`` and the
+escape character itself are literal: a term can never become a wildcard.
+
+A term shorter than :data:`MIN_SUBSTRING_LENGTH` characters would be contained
+in almost every row, turning the search into a scan of the whole table: next to
+longer terms it is ignored (``out of range`` looks for ``out`` and ``range``);
+in a search of short terms only, each must *equal* a record id or an error
+code (``42`` finds record 42; both columns are indexed). Longer terms use ``ILIKE '%term%'`` on PostgreSQL, which a trigram index
+(``pg_trgm``, see the README) answers without scanning; MariaDB and SQLite
+compare ``lower(column) LIKE lower(pattern)``, the same semantics.
+"""
+
+from __future__ import annotations
+
+import re
+
+import sqlalchemy as sa
+
+from .models import SyncError
+
+#: Terms shorter than this match record ids and error codes exactly, never as substrings.
+MIN_SUBSTRING_LENGTH = 3
+#: Terms beyond this many are ignored.
+MAX_TERMS = 8
+#: The ``LIKE ... ESCAPE`` character: needs no escaping in any SQL dialect's string literal.
+LIKE_ESCAPE = "/"
+
+#: Columns a term is looked for in.
+SEARCH_COLUMNS = (
+    SyncError.record_id,
+    SyncError.record_label,
+    SyncError.error_code,
+    SyncError.error_message,
+)
+#: Columns a short term must equal.
+EXACT_COLUMNS = (SyncError.record_id, SyncError.error_code)
+
+_TERM = re.compile(r'"([^"]*)"|(\S+)')
+
+
+def parse_terms(search: str | None) -> list[str]:
+    """Split a search string into at most :data:`MAX_TERMS` non-empty terms."""
+    if not search:
+        return []
+    terms = []
+    for quoted, bare in _TERM.findall(search):
+        term = (quoted if quoted else bare).strip()
+        if term:
+            terms.append(term)
+    return terms[:MAX_TERMS]
+
+
+def escape_like(term: str) -> str:
+    """Make ``%``, ``_`` and :data:`LIKE_ESCAPE` literal in a ``LIKE`` pattern."""
+    return (
+        term.replace(LIKE_ESCAPE, LIKE_ESCAPE * 2)
+        .replace("%", LIKE_ESCAPE + "%")
+        .replace("_", LIKE_ESCAPE + "_")
+    )
+
+
+def term_condition(term: str) -> sa.ColumnElement[bool]:
+    """The condition one term puts on an error row: contained in one of the searched columns."""
+    pattern = f"%{escape_like(term)}%"
+    return sa.or_(*(column.ilike(pattern, escape=LIKE_ESCAPE) for column in SEARCH_COLUMNS))
+
+
+def exact_condition(term: str) -> sa.ColumnElement[bool]:
+    """The condition a short term puts on an error row: equal to its record id or error code."""
+    return sa.or_(*(column == term for column in EXACT_COLUMNS))
+
+
+def search_condition(search: str | None) -> sa.ColumnElement[bool] | None:
+    """The ``WHERE`` condition of a search string, or ``None`` when it holds no term."""
+    terms = parse_terms(search)
+    if not terms:
+        return None
+    long_terms = [term for term in terms if len(term) >= MIN_SUBSTRING_LENGTH]
+    if long_terms:
+        return sa.and_(*(term_condition(term) for term in long_terms))
+    return sa.and_(*(exact_condition(term) for term in terms))
