@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 import click
 from flask import current_app
 from flask.cli import with_appcontext
@@ -25,6 +27,125 @@ def create_tables() -> None:
     """Create the plugin's tables (hosts without migrations). Existing tables are kept."""
     _sync().create_all()
     click.echo("Created the dynamics_sync_* tables (existing ones were left as they are).")
+
+
+# -- jobs (the same work the scheduler does, for cron or by hand) ---------------------
+
+_DATETIME = click.DateTime(["%Y-%m-%d", "%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S"])
+
+
+@cli_group.command("rollup")
+@click.option("--from", "start", type=_DATETIME, help="Backfill from this time, UTC (rounded down to the hour).")
+@click.option("--to", "end", type=_DATETIME, help="Backfill up to this time, UTC (excluded, rounded up to the hour).")
+@with_appcontext
+def rollup_command(start: dt.datetime | None, end: dt.datetime | None) -> None:
+    """Recompute the hourly throughput from the raw sync events and errors.
+
+    Without options, does what the hourly job does: recompute the last
+    DYNAMICS_SYNC_ROLLUP_WINDOW_HOURS hours, the current hour, and every hour
+    missed since the previous run. With --from and/or --to, recompute exactly
+    those hours (backfill), e.g. after importing history:
+
+        flask dynamics-sync rollup --from 2026-03-01 --to 2026-03-08
+
+    A missing --from means the first event; a missing --to, the current hour.
+    Safe to run at any time, also while the scheduler runs: whole hours are
+    recomputed, so repeating a run changes nothing.
+    """
+    result = _sync().rollup(start, end)
+    click.echo(f"Rollup: {result}.")
+
+
+@cli_group.command("prune")
+@with_appcontext
+def prune_command() -> None:
+    """Apply retention: delete old raw sync events, errors and backlog snapshots.
+
+    Deletes sync events older than DYNAMICS_SYNC_EVENT_RETENTION_DAYS (only in
+    hours the rollup has finished), resolved and ignored errors older than
+    DYNAMICS_SYNC_ERROR_RETENTION_DAYS, and backlog snapshots older than the
+    event retention, in batches of DYNAMICS_SYNC_PRUNE_BATCH_SIZE rows. Hourly
+    rollups are kept.
+    """
+    result = _sync().prune()
+    click.echo(f"Prune: {result}.")
+
+
+@cli_group.command("notify")
+@click.option("--digest/--no-digest", default=True, show_default=True, help="Send the daily digest of failed records.")
+@click.option(
+    "--alerts/--no-alerts", default=True, show_default=True, help="Check the error threshold (if configured)."
+)
+@with_appcontext
+def notify_command(digest: bool, alerts: bool) -> None:
+    """Send the digest of records that failed in the last 24 hours and check the error threshold.
+
+    Both go out as blinker signals (errors_digest, error_threshold_reached) and,
+    when DYNAMICS_SYNC_NOTIFY_EMAILS is set, by e-mail through the
+    DYNAMICS_SYNC_SMTP_* server. The threshold alert (DYNAMICS_SYNC_ALERT_THRESHOLD
+    errors of one code within DYNAMICS_SYNC_ALERT_WINDOW_MINUTES) fires once
+    when a code crosses it. Exits with status 1 if an e-mail could not be sent.
+    """
+    from .scheduler import NotificationError
+
+    try:
+        result = _sync().notify(digest=digest, alerts=alerts)
+    except NotificationError as exc:
+        click.echo(f"Notify: {exc.result}.")
+        raise click.exceptions.Exit(1) from exc
+    click.echo(f"Notify: {result}.")
+
+
+@cli_group.command("run-scheduler")
+@with_appcontext
+def run_scheduler_command() -> None:
+    """Run the scheduled jobs in this process, in the foreground, until stopped (Ctrl+C, SIGTERM).
+
+    For hosts that prefer a dedicated scheduler process to
+    DYNAMICS_SYNC_SCHEDULER=True in the web workers. Jobs (UTC): rollup hourly
+    at :05, refresh of the current hour every DYNAMICS_SYNC_ROLLUP_REFRESH_MINUTES,
+    prune daily at 03:15, notify daily at 07:00, alerts every minute when
+    DYNAMICS_SYNC_ALERT_THRESHOLD > 0. Several scheduler processes (or web
+    workers with the scheduler on) may run at once: each tick runs in one of them.
+    """
+    import signal
+
+    from .scheduler import build_scheduler
+    from .scheduler import job_specs
+
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    scheduler = build_scheduler(app, blocking=True)
+    now = _sync().now()
+    for name, spec in job_specs(_sync().settings).items():
+        click.echo(f"  {name:<8} next run {spec.next_tick(now):%Y-%m-%d %H:%M} UTC  {spec.description}")
+    signal.signal(signal.SIGTERM, lambda signum, frame: scheduler.shutdown(wait=False))
+    click.echo("Scheduler running; Ctrl+C to stop.")
+    try:
+        scheduler.start()
+    except (KeyboardInterrupt, SystemExit):
+        pass
+    click.echo("Scheduler stopped.")
+
+
+@cli_group.command("jobs")
+@with_appcontext
+def jobs_command() -> None:
+    """Show each job's last run, status, next run and watermark (times in UTC)."""
+    from .scheduler import job_states
+
+    def when(value: dt.datetime | None) -> str:
+        return "-" if value is None else f"{value:%Y-%m-%d %H:%M:%S}"
+
+    states = job_states(_sync().engine)
+    if not states:
+        click.echo("No job has run yet.")
+    for name, info in states.items():
+        click.echo(
+            f"{name:<8} last started {when(info.last_started_at)}, finished {when(info.last_finished_at)}, "
+            f"status {info.last_status or '-'}, next run {when(info.next_run_at)}, watermark {when(info.watermark)}"
+        )
+        if info.last_message:
+            click.echo(f"         {info.last_message}")
 
 
 @cli_group.group("db")

@@ -38,6 +38,10 @@ if t.TYPE_CHECKING:
     from flask_admin.base import BaseView
     from flask_sqlalchemy import SQLAlchemy
 
+    from .notifications import NotifyResult
+    from .retention import PruneResult
+    from .rollup import RollupResult
+
 EXTENSION_KEY = "dynamics_sync"
 BLUEPRINT_NAME = "dynamics_sync"
 PACKAGE_DIR = os.path.dirname(__file__)
@@ -203,6 +207,46 @@ class DynamicsSync:
         from .schema import upgrade
 
         upgrade(self._state().db.engine, revision)
+
+    # -- jobs -------------------------------------------------------------------
+
+    def rollup(self, start: dt.datetime | None = None, end: dt.datetime | None = None) -> RollupResult:
+        """Recompute the hourly throughput (and take a backlog snapshot); see :mod:`.rollup`.
+
+        Without arguments: the sliding window and every hour missed since the
+        last run, like the hourly job. With ``start`` and/or ``end`` (UTC;
+        naive or aware): backfill exactly those hours, e.g. after importing
+        history. Idempotent; safe while the scheduler runs.
+        """
+        from .scheduler import run_rollup
+
+        return run_rollup(self._app(), start, end)
+
+    def prune(self) -> PruneResult:
+        """Apply retention now (old events after their hours are rolled up, old closed errors, old snapshots)."""
+        from .scheduler import run_prune
+
+        return run_prune(self._app())
+
+    def notify(self, *, digest: bool = True, alerts: bool = True) -> NotifyResult:
+        """Send the daily errors digest and check the error threshold now (signals, and e-mail if configured).
+
+        :raises flask_dynamics_sync.scheduler.NotificationError: an e-mail
+            could not be sent (the signals were); its ``result`` tells what was sent.
+        """
+        from .scheduler import run_notify
+
+        return run_notify(self._app(), digest=digest, alerts=alerts)
+
+    def shutdown_scheduler(self, *, wait: bool = True) -> None:
+        """Stop the background scheduler of the current app, if it runs (tests, clean shutdowns)."""
+        from .scheduler import shutdown_scheduler
+
+        shutdown_scheduler(self._state().scheduler, wait=wait)
+
+    def _app(self) -> Flask:
+        self._state()
+        return current_app._get_current_object()  # type: ignore[attr-defined]
 
     # -- recording API --------------------------------------------------------
 

@@ -1,0 +1,319 @@
+"""The hourly rollup: raw sync events and errors → :class:`~flask_dynamics_sync.models.HourlyThroughput`.
+
+A run recomputes whole buckets (hour × object × operation × direction) for a
+range of hours with one set-based statement, ``INSERT … SELECT … GROUP BY``
+with the dialect's upsert (``ON CONFLICT`` on SQLite and PostgreSQL,
+``ON DUPLICATE KEY`` on MariaDB/MySQL), and removes buckets of the range whose
+source rows are gone. Running it twice, concurrently or after a crash leaves
+the same rows: every run holds the ``rollup`` job row's lock for its
+transaction, so runs never interleave.
+
+**Which hours a run recomputes.** The ``rollup`` row's ``watermark`` is the
+first hour not known to be final. A run without a range recomputes from the
+watermark (or the first event ever, on the first run) up to and including the
+current hour, then moves the watermark to ``current hour - window``
+(``DYNAMICS_SYNC_ROLLUP_WINDOW_HOURS``). So a run catches up every hour missed
+since the previous one, however long nothing ran, and an event is counted
+whenever it is written less than ``window`` hours after its hour ended, even
+if runs are far apart. A run with a range (backfill) recomputes exactly those
+hours.
+
+Hours whose raw rows retention has deleted (before the ``prune`` row's
+``watermark``) are never recomputed: their rollups are kept as they are.
+
+Each run also writes a :class:`~flask_dynamics_sync.models.BacklogSnapshot`
+(pending queue rows per object, operation and direction) at the run's minute.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import typing as t
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from .leases import lock_job_row
+from .leases import read_job
+from .leases import set_watermark
+from .models import BacklogSnapshot
+from .models import HourlyThroughput
+from .models import QueueItem
+from .models import SyncError
+from .models import SyncEvent
+from .recorder import dialect_family
+from .types import QueueState
+
+ROLLUP_JOB = "rollup"
+PRUNE_JOB = "prune"
+HOUR = dt.timedelta(hours=1)
+
+hourly = HourlyThroughput.__table__
+events = SyncEvent.__table__
+errors = SyncError.__table__
+queue = QueueItem.__table__
+snapshots = BacklogSnapshot.__table__
+
+_KEY = ("hour", "object_type", "operation", "direction")
+_FIGURES = ("synced_count", "failed_count", "latency_sum_ms", "latency_max_ms", "computed_at")
+
+
+@dataclasses.dataclass(frozen=True)
+class RollupResult:
+    """What one rollup run did. ``start``/``end`` are the hours recomputed, ``end`` excluded."""
+
+    start: dt.datetime | None
+    """First hour recomputed; ``None`` if the range was empty (e.g. all of it pruned)."""
+    end: dt.datetime | None
+    buckets: int
+    """Bucket rows the range holds after the run."""
+    removed: int
+    """Buckets of the range removed because their source rows are gone."""
+    watermark: dt.datetime | None
+    """The ``rollup`` watermark after the run: every hour before it is final."""
+    snapshot_at: dt.datetime
+    """Minute of the backlog snapshot written by the run."""
+    snapshot_rows: int
+
+    @property
+    def hours(self) -> int:
+        """Number of hours recomputed."""
+        if self.start is None or self.end is None:
+            return 0
+        return int((self.end - self.start) / HOUR)
+
+    def __str__(self) -> str:
+        if self.start is None:
+            rolled = "no hours to roll up"
+        else:
+            rolled = (
+                f"rolled up {self.hours} hour(s) {self.start:%Y-%m-%d %H:%M} – {self.end:%Y-%m-%d %H:%M} UTC: "
+                f"{self.buckets} bucket(s), {self.removed} removed"
+            )
+        watermark = "none" if self.watermark is None else f"{self.watermark:%Y-%m-%d %H:%M}"
+        return f"{rolled}; watermark {watermark}; backlog snapshot of {self.snapshot_rows} row(s)"
+
+
+# -- time -------------------------------------------------------------------------
+
+
+def naive_utc(value: dt.datetime) -> dt.datetime:
+    """``value`` as the naive UTC datetime the tables store (naive input is taken as UTC)."""
+    if not isinstance(value, dt.datetime):
+        raise TypeError(f"expected a datetime, not {type(value).__name__}")
+    if value.tzinfo is not None:
+        value = value.astimezone(dt.timezone.utc).replace(tzinfo=None)
+    return value
+
+
+def floor_hour(value: dt.datetime) -> dt.datetime:
+    """The start of the hour ``value`` falls in."""
+    return value.replace(minute=0, second=0, microsecond=0)
+
+
+def ceil_hour(value: dt.datetime) -> dt.datetime:
+    """The first hour boundary at or after ``value``."""
+    floor = floor_hour(value)
+    return floor if floor == value else floor + HOUR
+
+
+# -- SQL --------------------------------------------------------------------------
+
+
+def hour_of(column: sa.ColumnElement[dt.datetime], family: str) -> sa.ColumnElement[dt.datetime]:
+    """SQL for the start of the hour of a timestamp column, in the column's storage format.
+
+    Constants are inlined so that the expression renders identically in
+    ``SELECT`` and ``GROUP BY`` (PostgreSQL compares them textually).
+    """
+    if family == "postgresql":
+        return sa.func.date_trunc(sa.literal_column("'hour'"), column)
+    if family == "mysql":
+        zero = sa.literal_column("0")
+        return sa.func.timestamp(sa.func.date(column), sa.func.maketime(sa.func.hour(column), zero, zero))
+    # SQLite stores SQLAlchemy's "YYYY-MM-DD HH:MM:SS.ffffff" text; keep that exact format.
+    return sa.func.strftime(sa.literal_column("'%Y-%m-%d %H:00:00.000000'"), column)
+
+
+def _int(value: int) -> sa.ColumnElement[int]:
+    return sa.literal_column(str(int(value)), sa.Integer)
+
+
+def buckets_select(family: str, start: dt.datetime, end: dt.datetime, now: dt.datetime) -> sa.Select[t.Any]:
+    """The buckets of hours ``[start, end)``: events and errors, each grouped, then merged."""
+    event_hour = hour_of(events.c.synced_at, family)
+    from_events = (
+        sa.select(
+            event_hour.label("hour"),
+            events.c.object_type,
+            events.c.operation,
+            events.c.direction,
+            sa.func.count().label("synced"),
+            _int(0).label("failed"),
+            sa.func.sum(events.c.latency_ms).label("latency_sum"),
+            sa.func.max(events.c.latency_ms).label("latency_max"),
+        )
+        .where(events.c.synced_at >= start, events.c.synced_at < end)
+        .group_by(event_hour, events.c.object_type, events.c.operation, events.c.direction)
+    )
+    error_hour = hour_of(errors.c.occurred_at, family)
+    from_errors = (
+        sa.select(
+            error_hour.label("hour"),
+            errors.c.object_type,
+            errors.c.operation,
+            errors.c.direction,
+            _int(0).label("synced"),
+            sa.func.count().label("failed"),
+            sa.cast(sa.null(), sa.BigInteger).label("latency_sum"),
+            sa.cast(sa.null(), sa.Integer).label("latency_max"),
+        )
+        .where(errors.c.occurred_at >= start, errors.c.occurred_at < end)
+        .group_by(error_hour, errors.c.object_type, errors.c.operation, errors.c.direction)
+    )
+    merged = sa.union_all(from_events, from_errors).subquery("source")
+    key = [merged.c[name] for name in _KEY]
+    return sa.select(
+        *key,
+        sa.func.sum(merged.c.synced),
+        sa.func.sum(merged.c.failed),
+        sa.func.coalesce(sa.func.sum(merged.c.latency_sum), _int(0)),
+        sa.func.max(merged.c.latency_max),
+        sa.literal(now, HourlyThroughput.computed_at.type),
+    ).group_by(*key)
+
+
+def upsert_buckets_statement(family: str, start: dt.datetime, end: dt.datetime, now: dt.datetime) -> sa.Insert:
+    """``INSERT INTO hourly … SELECT …`` replacing the figures of buckets that already exist."""
+    source = buckets_select(family, start, end, now)
+    columns = [*_KEY, *_FIGURES]
+    if family == "mysql":
+        from sqlalchemy.dialects.mysql import insert as mysql_insert
+
+        stmt = mysql_insert(hourly).from_select(columns, source)
+        return stmt.on_duplicate_key_update({name: stmt.inserted[name] for name in _FIGURES})
+    if family == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        pg_stmt = pg_insert(hourly).from_select(columns, source)
+        return pg_stmt.on_conflict_do_update(
+            index_elements=list(_KEY), set_={name: pg_stmt.excluded[name] for name in _FIGURES}
+        )
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    lite_stmt = sqlite_insert(hourly).from_select(columns, source)
+    return lite_stmt.on_conflict_do_update(
+        index_elements=list(_KEY), set_={name: lite_stmt.excluded[name] for name in _FIGURES}
+    )
+
+
+def earliest_source_hour(conn: Connection) -> dt.datetime | None:
+    """The hour of the oldest event or error (two index look-ups), or ``None`` if there is none."""
+    oldest = [
+        conn.scalar(sa.select(sa.func.min(events.c.synced_at))),
+        conn.scalar(sa.select(sa.func.min(errors.c.occurred_at))),
+    ]
+    known = [value for value in oldest if value is not None]
+    return floor_hour(min(known)) if known else None
+
+
+def snapshot_backlog(conn: Connection, now: dt.datetime) -> tuple[dt.datetime, int]:
+    """Write the pending backlog per object, operation and direction at ``now``'s minute.
+
+    A second snapshot in the same minute replaces the first. Returns the
+    snapshot time and its number of rows.
+    """
+    taken_at = now.replace(second=0, microsecond=0)
+    conn.execute(sa.delete(snapshots).where(snapshots.c.taken_at == taken_at))
+    group = (queue.c.object_type, queue.c.operation, queue.c.direction)
+    conn.execute(
+        sa.insert(snapshots).from_select(
+            ["taken_at", "object_type", "operation", "direction", "pending_count"],
+            sa.select(sa.literal(taken_at, snapshots.c.taken_at.type), *group, sa.func.count())
+            .where(queue.c.state == QueueState.PENDING.value)
+            .group_by(*group),
+        )
+    )
+    rows = conn.scalar(sa.select(sa.func.count()).select_from(snapshots).where(snapshots.c.taken_at == taken_at))
+    return taken_at, int(rows or 0)
+
+
+# -- the run ----------------------------------------------------------------------
+
+
+def roll_up(
+    conn: Connection,
+    *,
+    now: dt.datetime,
+    window_hours: int,
+    start: dt.datetime | None = None,
+    end: dt.datetime | None = None,
+) -> RollupResult:
+    """Recompute hours in the caller's transaction; see the module docstring for which hours.
+
+    Without ``start`` and ``end``: the sliding window and catch-up since the
+    watermark. With either: backfill ``[floor(start), ceil(end))``; a missing
+    ``start`` means the first event, a missing ``end`` the end of the current hour.
+    """
+    backfill = start is not None or end is not None
+    start = None if start is None else floor_hour(naive_utc(start))
+    end = None if end is None else ceil_hour(naive_utc(end))
+    if start is not None and end is not None and start >= end:
+        raise ValueError(f"empty range: start {start} is not before end {end}")
+
+    family = dialect_family(conn)
+    lock_job_row(conn, ROLLUP_JOB)
+    state = read_job(conn, ROLLUP_JOB)
+    watermark = state.watermark if state is not None else None
+    pruned = read_job(conn, PRUNE_JOB)
+    pruned_before = pruned.watermark if pruned is not None else None
+
+    current = floor_hour(now)
+    final_before = current - dt.timedelta(hours=window_hours)
+    earliest = earliest_source_hour(conn) if watermark is None or (backfill and start is None) else None
+    if backfill:
+        first = start if start is not None else (earliest or current)
+        stop = end if end is not None else current + HOUR
+    else:
+        first = min(watermark or earliest or final_before, final_before)
+        stop = current + HOUR
+    if pruned_before is not None:
+        first = max(first, pruned_before)
+
+    buckets = removed = 0
+    if first < stop:
+        conn.execute(upsert_buckets_statement(family, first, stop, now))
+        in_range = sa.and_(hourly.c.hour >= first, hourly.c.hour < stop)
+        # Buckets the upsert did not touch have no source rows any more.
+        removed = conn.execute(sa.delete(hourly).where(in_range, hourly.c.computed_at != now)).rowcount
+        buckets = int(conn.scalar(sa.select(sa.func.count()).select_from(hourly).where(in_range)) or 0)
+
+    new_watermark = watermark
+    if not backfill:
+        new_watermark = final_before
+    else:
+        # A backfill that starts where the final hours end (or before any data) extends them.
+        contiguous_from = watermark if watermark is not None else (earliest or first)
+        if first <= contiguous_from:
+            candidate = min(stop, final_before)
+            new_watermark = candidate if watermark is None else max(watermark, candidate)
+    if new_watermark != watermark:
+        set_watermark(conn, ROLLUP_JOB, new_watermark)
+
+    snapshot_at, snapshot_rows = snapshot_backlog(conn, now)
+    return RollupResult(
+        start=first if first < stop else None,
+        end=stop if first < stop else None,
+        buckets=buckets,
+        removed=removed,
+        watermark=new_watermark,
+        snapshot_at=snapshot_at,
+        snapshot_rows=snapshot_rows,
+    )
+
+
+def refresh_current_hour(conn: Connection, *, now: dt.datetime, window_hours: int) -> RollupResult:
+    """Recompute the current (partial) hour only: the frequent refresh between hourly runs."""
+    current = floor_hour(now)
+    return roll_up(conn, now=now, window_hours=window_hours, start=current, end=current + HOUR)
