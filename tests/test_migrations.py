@@ -60,18 +60,18 @@ def run_cli(app, *args: str):
 
 @contextlib.contextmanager
 def logging_kept() -> Iterator[None]:
-    """Flask-Migrate's env.py calls logging.fileConfig, which disables every existing logger."""
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    disabled = {name: logger.disabled for name, logger in logging.root.manager.loggerDict.items()
-                if isinstance(logger, logging.Logger)}
+    """Undo Flask-Migrate's env.py ``logging.fileConfig``: it disables, re-levels and re-handles loggers."""
+
+    def loggers() -> list[logging.Logger]:
+        return [logging.getLogger(), *(lg for lg in logging.root.manager.loggerDict.values() if isinstance(lg, logging.Logger))]
+
+    saved = {lg: (lg.disabled, lg.level, list(lg.handlers), lg.propagate) for lg in loggers()}
     try:
         yield
     finally:
-        root.handlers[:], root.level = handlers, level
-        for name, logger in logging.root.manager.loggerDict.items():
-            if isinstance(logger, logging.Logger):
-                logger.disabled = disabled.get(name, False)
+        for lg in loggers():
+            lg.disabled, lg.level, handlers, lg.propagate = saved.get(lg, (False, logging.NOTSET, [], True))
+            lg.handlers[:] = handlers
 
 
 # -- upgrade and downgrade ----------------------------------------------------------
