@@ -35,7 +35,6 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 from flask import Response
-from flask import send_file
 from flask import stream_with_context
 from sqlalchemy.engine import Engine
 from sqlalchemy.engine import Row
@@ -172,13 +171,16 @@ def xlsx_available() -> bool:
     return xlsxwriter is not None
 
 
-def write_xlsx(chunks: RowChunks, header: Sequence[str], path: str, sheet_name: str) -> None:
+def write_xlsx(
+    chunks: RowChunks, header: Sequence[str], path: str, *, sheet_name: str, created: dt.datetime
+) -> None:
     """Write an XLSX workbook to ``path`` row by row (XlsxWriter ``constant_memory``)."""
     if xlsxwriter is None:  # pragma: no cover - guarded by xlsx_available()
         raise RuntimeError("XLSX export needs XlsxWriter: pip install 'Flask-Dynamics-Sync[xlsx]'")
     workbook = xlsxwriter.Workbook(
         path, {"constant_memory": True, "tmpdir": tempfile.gettempdir(), "strings_to_numbers": False}
     )
+    workbook.set_properties({"title": sheet_name, "created": created})
     try:
         sheet = workbook.add_worksheet(_sheet_name(sheet_name))
         bold = workbook.add_format({"bold": True})
@@ -221,7 +223,7 @@ class ExportFormat:
 
     name: str
     mimetype: str
-    respond: Callable[[Callable[[], Iterator[Sequence[Row[t.Any]]]], str], Response]
+    respond: Callable[[Callable[[], Iterator[Sequence[Row[t.Any]]]], str, dt.datetime], Response]
 
     def filename(self, stem: str) -> str:
         return f"{stem}.{self.name}"
@@ -231,40 +233,44 @@ def _attachment(filename: str) -> dict[str, str]:
     return {"Content-Disposition": f'attachment; filename="{filename}"'}
 
 
-def _csv_response(chunks: Callable[[], Iterator[Sequence[Row[t.Any]]]], filename: str) -> Response:
+def _csv_response(chunks: Callable[[], Iterator[Sequence[Row[t.Any]]]], filename: str, now: dt.datetime) -> Response:
     header = headers()
     body = (part.encode("utf-8") for part in csv_chunks(chunks(), header))
     return Response(stream_with_context(body), mimetype="text/csv", headers=_attachment(filename))
 
 
-def _json_response(chunks: Callable[[], Iterator[Sequence[Row[t.Any]]]], filename: str) -> Response:
+def _json_response(chunks: Callable[[], Iterator[Sequence[Row[t.Any]]]], filename: str, now: dt.datetime) -> Response:
     body = (part.encode("utf-8") for part in json_chunks(chunks()))
     return Response(stream_with_context(body), mimetype="application/json", headers=_attachment(filename))
 
 
-def _xlsx_response(chunks: Callable[[], Iterator[Sequence[Row[t.Any]]]], filename: str) -> Response:
+def _xlsx_response(chunks: Callable[[], Iterator[Sequence[Row[t.Any]]]], filename: str, now: dt.datetime) -> Response:
     handle, path = tempfile.mkstemp(prefix="dynamics-sync-", suffix=".xlsx")
     os.close(handle)
     try:
-        write_xlsx(chunks(), headers(), path, gettext("Sync errors"))
+        write_xlsx(chunks(), headers(), path, sheet_name=gettext("Sync errors"), created=now)
         size = os.path.getsize(path)
-        # A file object, not the path: X-Sendfile would read the file after it is deleted.
-        response = send_file(
-            open(path, "rb"),  # noqa: SIM115 - closed by the response
-            mimetype=XLSX.mimetype,
-            as_attachment=True,
-            download_name=filename,
-            max_age=0,
-            conditional=False,
-            etag=False,
-        )
     except BaseException:
-        os.unlink(path)
+        _delete(path)
         raise
+    response = Response(_file_chunks(path), mimetype=XLSX.mimetype, headers=_attachment(filename))
     response.content_length = size
-    # Deleted once the file has been sent (or the client went away).
-    response.call_on_close(lambda: os.unlink(path))
+    # Deleted once sent, or when the client went away before (the body never started).
+    response.call_on_close(lambda: _delete(path))
     return response
+
+
+def _file_chunks(path: str) -> Iterator[bytes]:
+    with open(path, "rb") as file:
+        while chunk := file.read(_FILE_CHUNK):
+            yield chunk
+
+
+def _delete(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
 
 
 CSV = ExportFormat("csv", "text/csv", _csv_response)
@@ -285,6 +291,7 @@ def export_response(
     *,
     chunk_size: int,
     filename: str,
+    now: dt.datetime,
 ) -> Response:
-    """Stream the rows of ``stmt`` (built on :func:`select_columns`) as a download."""
-    return export_format.respond(lambda: iter_row_chunks(engine, stmt, chunk_size), filename)
+    """Stream the rows of ``stmt`` (built on :func:`select_columns`) as a download made at ``now``."""
+    return export_format.respond(lambda: iter_row_chunks(engine, stmt, chunk_size), filename, now)

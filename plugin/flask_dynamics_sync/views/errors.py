@@ -530,14 +530,15 @@ class SyncErrorsView(PluginViewMixin, ModelView):
 
     # -- export ---------------------------------------------------------------------
 
-    def export_filename(self, filtered: bool, limit: int | None) -> str:
+    @staticmethod
+    def export_filename(filtered: bool, limit: int | None, now: dt.datetime) -> str:
         """``dynamics-sync-errors[-filtered][-first-N]-20260310T142000Z``: what the file holds and when."""
         parts = ["dynamics-sync-errors"]
         if filtered:
             parts.append("filtered")
         if limit is not None:
             parts.append(f"first-{limit}")
-        parts.append(self.sync.now().strftime("%Y%m%dT%H%M%SZ"))
+        parts.append(now.strftime("%Y%m%dT%H%M%SZ"))
         return "-".join(parts)
 
     @expose("/export/<export_type>/")
@@ -560,13 +561,15 @@ class SyncErrorsView(PluginViewMixin, ModelView):
             stmt = stmt.limit(settings.export_max_rows)
             if export.exceeds(self.sync.engine, condition, settings.export_max_rows):
                 truncated_at = settings.export_max_rows
-        stem = self.export_filename(bool(search or filters), truncated_at)
+        now = self.sync.now()
+        stem = self.export_filename(bool(search or filters), truncated_at, now)
         return export.export_response(
             export_format,
             self.sync.engine,
             stmt,
             chunk_size=settings.export_chunk_size,
             filename=export_format.filename(stem),
+            now=now,
         )
 
     # -- actions --------------------------------------------------------------------
