@@ -42,6 +42,8 @@ from collections.abc import Callable
 
 import click
 import sqlalchemy as sa
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.jobstores.memory import MemoryJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.schedulers.base import BaseScheduler
 from apscheduler.schedulers.blocking import BlockingScheduler
@@ -369,7 +371,12 @@ def build_scheduler(app: Flask, *, blocking: bool = False) -> BaseScheduler:
     """
     settings = _state(app).settings
     cls = BlockingScheduler if blocking else BackgroundScheduler
-    scheduler = cls(timezone=UTC, executors={"default": {"type": "threadpool", "max_workers": 4}})
+    scheduler = cls(
+        timezone=UTC,
+        # Each process keeps its own jobs: a shared SQLAlchemyJobStore has no locking.
+        jobstores={"default": MemoryJobStore()},
+        executors={"default": ThreadPoolExecutor(max_workers=4)},
+    )
     for spec in job_specs(settings).values():
         scheduler.add_job(
             run_job,
