@@ -280,6 +280,19 @@ def babel_app(make_babel_app: Callable[..., Flask]) -> Iterator[Flask]:
 
 
 @pytest.fixture
+def babel_client(app: Flask) -> t.Any:
+    """A client of the standard app (each backend) after the host added Flask-Babel with its own selector.
+
+    Flask-Babel caches the locale in ``g``, which the requests of a test share with the
+    ``app`` fixture's context: send one request per test and per language.
+    """
+    from flask_babel import Babel
+
+    Babel(app, locale_selector=accept_language_selector)
+    return app.test_client()
+
+
+@pytest.fixture
 def db(app: Flask) -> SQLAlchemy:
     return app.extensions["test_db"]
 
