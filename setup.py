@@ -68,6 +68,7 @@ EXTRAS["test"] = sorted(
         "hypothesis>=6.100",
         "playwright>=1.45",
         "Flask-Migrate>=4.0",
+        "Flask-WTF>=1.2",
         "openpyxl>=3.1",
         "waitress>=3.0",
         "gunicorn>=22",
