@@ -219,3 +219,19 @@ def test_translation_directories_setting_takes_a_list_or_a_semicolon_separated_s
 def test_translation_directories_setting_rejects_other_types() -> None:
     with pytest.raises(TypeError, match="DYNAMICS_SYNC_TRANSLATION_DIRECTORIES"):
         load_settings({"DYNAMICS_SYNC_TRANSLATION_DIRECTORIES": 3})
+
+
+# -- text made outside a request ------------------------------------------------------------------
+
+
+def test_force_locale_translates_and_formats_outside_a_request(make_app: Callable[..., Flask], sqlite_url: str) -> None:
+    app = make_app(sqlite_url)
+    with app.app_context(), i18n.force_locale("de"):
+        assert (i18n.gettext("Sync Status"), i18n.format_number(1234.5)) == ("Synchronisierungsstatus", "1.234,5")
+
+
+def test_force_locale_overrides_the_hosts_selector_and_ends_with_its_block(babel_app: Flask) -> None:
+    with babel_app.test_request_context(headers={"Accept-Language": "fr"}):
+        with i18n.force_locale("it"):
+            assert i18n.gettext("Sync Status") == "Stato di sincronizzazione"
+        assert i18n.gettext("Sync Status") == "Statut de la synchronisation"

@@ -10,6 +10,8 @@ are shown in ``DYNAMICS_SYNC_TIMEZONE``.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import datetime as dt
 import os
 import re
@@ -75,8 +77,28 @@ def _load(locale: Locale) -> support.NullTranslations:
     return catalog
 
 
+_forced_locale: contextvars.ContextVar[Locale | None] = contextvars.ContextVar("dynamics_sync_locale", default=None)
+
+
+@contextlib.contextmanager
+def force_locale(locale: str | Locale | None) -> t.Iterator[None]:
+    """Translate and format in ``locale`` inside the block, whatever the viewer's.
+
+    For text made outside a request (e-mails, CLI) in a configured language;
+    ``None`` leaves the locale to the request. Needs no Flask-Babel.
+    """
+    token = _forced_locale.set(Locale.parse(locale) if isinstance(locale, str) else locale)
+    try:
+        yield
+    finally:
+        _forced_locale.reset(token)
+
+
 def get_locale() -> Locale:
-    """The viewer's locale: the host's Flask-Babel selector, or English."""
+    """The viewer's locale: a :func:`force_locale` block's, the host's Flask-Babel selector's, or English."""
+    forced = _forced_locale.get()
+    if forced is not None:
+        return forced
     if babel_active() and has_request_context():
         locale = flask_babel.get_locale()
         if locale is not None:
