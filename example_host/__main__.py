@@ -9,6 +9,7 @@ import time
 import typing as t
 
 from werkzeug.serving import is_running_from_reloader
+from werkzeug.serving import make_server
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -49,6 +50,13 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     app = create_app(config)
 
+    # Bind before printing the URL: once it is printed, the console answers.
+    # (Under the reloader the watcher process has bound the socket already.)
+    try:
+        server = None if args.debug else make_server(args.host, args.port, app, threaded=True)
+    except OSError as exc:
+        print(f"Cannot listen on {args.host}:{args.port}: {exc.strerror}. Try --port.", file=sys.stderr)
+        return 1
     simulator = None
     if serving:
         print(f" * Database: {app.config['SQLALCHEMY_DATABASE_URI']} (ready in {time.monotonic() - started:.1f} s)")
@@ -60,9 +68,12 @@ def main(argv: list[str] | None = None) -> int:
         for username, password, operator, _tz in DEMO_USERS:
             role = "operator" if operator else "read-only"
             print(f" * Demo login: {username} / {password} ({role})")
-        sys.stdout.flush()
+        print(" * Press Ctrl+C to stop", flush=True)
     try:
-        app.run(host=args.host, port=args.port, debug=args.debug, use_reloader=args.debug, threaded=True)
+        if server is not None:
+            server.serve_forever()  # returns (and closes the socket) on Ctrl+C
+        else:
+            app.run(host=args.host, port=args.port, debug=True, use_reloader=True, threaded=True)
     except KeyboardInterrupt:
         pass
     finally:

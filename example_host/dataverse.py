@@ -22,6 +22,8 @@ LONG_ATTRIBUTE = {
     "Account": ("name", 160),
     "Opportunity": ("name", 300),
 }
+#: First characters that make a spreadsheet read a cell as a formula.
+FORMULA_CHARACTERS = "=+-@"
 #: Messages a customer's own Dataverse plug-ins raise (code 0x80040265). Some start
 #: with ``=``, ``+`` or ``@``: exports must not turn them into spreadsheet formulas.
 PLUGIN_MESSAGES = {

@@ -41,6 +41,8 @@ from flask_dynamics_sync.models import SyncError
 from flask_dynamics_sync.models import SyncEvent
 
 from .dataverse import CATALOGUE
+from .dataverse import FORMULA_CHARACTERS
+from .dataverse import PLUGIN_MESSAGES
 from .dataverse import pick_error
 from .models import SYNCED_MODELS
 from .models import Company
@@ -306,15 +308,6 @@ def _events(
     return rows
 
 
-def _settled_state(rng: random.Random, age: dt.timedelta, retry: bool) -> str:
-    """How an older error has ended up: throttled records went through on a later try,
-    the others were fixed and resynced, or ignored."""
-    if retry:
-        return ErrorState.RESOLVED.value
-    weights = (3, 1) if age > dt.timedelta(days=2) else (2, 1)
-    return rng.choices((ErrorState.RESOLVED.value, ErrorState.IGNORED.value), weights=weights)[0]
-
-
 class _History:
     """Errors and the queue rows they leave behind, kept consistent with each other."""
 
@@ -367,14 +360,19 @@ class _History:
     def settled_errors(self, start: dt.datetime, scale: float) -> None:
         """Failures spread over the history that were since resolved or ignored."""
         rng = self.rng
+        permanent = 0
         for hour in _hours(start, self.now - 6 * HOUR):
             for flow in FLOWS:
                 for _ in range(_count(rng, flow.peak_per_hour * office_curve(hour) * scale * 0.012)):
                     record = self.pick_record(flow.object_type, flow.operation)
                     code, message, retry = pick_error(rng, flow.object_type, flow.operation)
                     at = _moment_in(rng, hour, self.now)
-                    state = _settled_state(rng, self.now - at, retry)
+                    # Throttled records went through on a later try; of the others,
+                    # every third was ignored and the rest fixed and resynced.
+                    ignored = not retry and permanent % 3 == 0
+                    state = ErrorState.IGNORED.value if ignored else ErrorState.RESOLVED.value
                     self.error(flow.object_type, record, flow.operation, flow.direction, at, code, message, 1, state)
+                    permanent += not retry
 
     def throttling_burst(self) -> None:
         """Yesterday at 10:00 in Milan, the service protection limits kicked in for twenty minutes."""
@@ -390,39 +388,58 @@ class _History:
             self.error(flow.object_type, record, flow.operation, flow.direction, at, limit.code, message,
                        self.rng.choice((1, 1, 2)), ErrorState.RESOLVED.value)  # fmt: skip
 
+    def free_record(self, object_type: str, operation: str, direction: str) -> tuple[str, str]:
+        """A record that does not wait in ``direction`` yet."""
+        while True:
+            record = self.pick_record(object_type, operation)
+            if (object_type, record[0], direction) not in self.queue:
+                return record
+
     def recent_failures(self, count: int) -> None:
-        """Failures of the last hours still being dealt with: open, retried or parked."""
+        """Failures of the last hours still being dealt with: open, retried or parked.
+
+        Every code of the catalogue, every awkward name and every plug-in
+        message that looks like a spreadsheet formula shows up at least once; every fourth permanent failure was retried by an operator first.
+        """
         rng = self.rng
-        awkward = {o: [r for r in self.records[o] if r[1] in AWKWARD_NAMES[o]] for o in AWKWARD_NAMES}
-        forced = [(o, r) for o, rs in awkward.items() for r in rs]
-        for index in range(count):
-            flow = rng.choice(FLOWS)
+        awkward = [(o, r) for o, names in AWKWARD_NAMES.items() for r in self.records[o] if r[1] in names]
+        for object_type, messages in PLUGIN_MESSAGES.items():
+            for message in messages:
+                if message[0] in FORMULA_CHARACTERS:  # exports must neutralise these
+                    record = self.free_record(object_type, "update", TO)
+                    at = self.now - dt.timedelta(minutes=rng.uniform(5, 600))
+                    self.enqueue(object_type, record, "update", TO, at, attempts=1, parked=True)
+                    self.error(object_type, record, "update", TO, at, "0x80040265", message, 1, ErrorState.OPEN.value)
+        permanent = 0
+        for index in range(max(count, len(CATALOGUE), len(awkward))):
+            error = CATALOGUE[index] if index < len(CATALOGUE) else rng.choice(CATALOGUE)
+            flow = rng.choice([f for f in FLOWS if f.operation in error.operations])
             object_type, operation, direction = flow.object_type, flow.operation, flow.direction
-            if index < len(forced):  # every awkward name shows up among the open errors
-                object_type, record = forced[index]
-                operation, direction = "update", TO
+            if index < len(awkward):
+                object_type, record = awkward[index]
+                operation, direction = error.operations[-1], TO
             else:
-                record = self.pick_record(object_type, operation)
-            code, message, retry = pick_error(rng, object_type, operation)
+                record = self.free_record(object_type, operation, direction)
+            code, message, retry = error.code, error.message(object_type, operation, rng), error.retry
             at = self.now - dt.timedelta(minutes=rng.expovariate(1 / 240))
             if retry:
                 # Throttled: still pending, its next try after the backoff.
                 attempts = rng.randint(1, 4)
-                if self.enqueue(object_type, record, operation, direction, at - dt.timedelta(minutes=2),
-                                attempts=attempts, not_before=at + self.recorder.retry_delay(attempts)):  # fmt: skip
-                    self.error(object_type, record, operation, direction, at, code, message, attempts, ErrorState.OPEN.value)
-                continue
-            if rng.random() < 0.25:
-                # An operator asked for a retry; the record waits again and failed once more.
+                self.enqueue(object_type, record, operation, direction, at - dt.timedelta(minutes=2),
+                             attempts=attempts, not_before=at + self.recorder.retry_delay(attempts))  # fmt: skip
+                self.error(object_type, record, operation, direction, at, code, message, attempts, ErrorState.OPEN.value)
+            elif permanent % 4 == 0:
+                # An operator asked for a retry; the record waited again and failed once more.
                 first = at - dt.timedelta(hours=rng.uniform(1, 20))
-                if self.enqueue(object_type, record, operation, direction, first, attempts=2, parked=True,
-                                not_before=at + self.recorder.retry_delay(2)):  # fmt: skip
-                    self.error(object_type, record, operation, direction, first, code, message, 1, ErrorState.RETRIED.value)
-                    self.error(object_type, record, operation, direction, at, code, message, 2, ErrorState.OPEN.value)
-                continue
-            if self.enqueue(object_type, record, operation, direction, at - dt.timedelta(minutes=1), attempts=1,
-                            parked=True, not_before=at + self.recorder.retry_delay(1)):  # fmt: skip
+                self.enqueue(object_type, record, operation, direction, first, attempts=2, parked=True,
+                             not_before=at + self.recorder.retry_delay(2))  # fmt: skip
+                self.error(object_type, record, operation, direction, first, code, message, 1, ErrorState.RETRIED.value)
+                self.error(object_type, record, operation, direction, at, code, message, 2, ErrorState.OPEN.value)
+            else:
+                self.enqueue(object_type, record, operation, direction, at - dt.timedelta(minutes=1), attempts=1,
+                             parked=True, not_before=at + self.recorder.retry_delay(1))  # fmt: skip
                 self.error(object_type, record, operation, direction, at, code, message, 1, ErrorState.OPEN.value)
+            permanent += not retry
 
     def backlog(self, scale: float) -> None:
         """Records waiting now: mostly minutes old, some hours, a few stuck for days."""
