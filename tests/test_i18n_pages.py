@@ -8,6 +8,7 @@ times are UTC and the clock stands at 2026-03-10 14:20, so the *Last Hour* is
 from __future__ import annotations
 
 import functools
+import re
 import typing as t
 from pathlib import Path
 
@@ -32,6 +33,7 @@ PAGES = {
     "status_details": (STATUS + "details/Lead", "status_dataset"),
     "errors": (ERRORS, "errors_dataset"),
     "error_details": (ERRORS + "details/?id=700001", "errors_dataset"),
+    "export": (ERRORS + "export/csv/", "errors_dataset"),
 }
 
 #: The terms of each product page, per locale and page: view and tab names, the View selector and its
@@ -43,6 +45,7 @@ TERMS: dict[str, dict[str, list[str]]] = {
         "status_details": ["Sync status details: Lead", "Pending inserts", "Pending updates", "Oldest insert", "Oldest update"],
         "errors": ["Sync Errors", "Search", "Export", "Operation", "Direction", "Error code", "Error message", "Insert", "To Dynamics"],
         "error_details": ["Operation", "Direction", "Error code", "Error message", "Insert", "To Dynamics"],
+        "export": ["Time (UTC)", "Record ID", "Operation", "Direction", "Error code", "Error message", "State"],
     },
     "it": {
         "backlog": ["Microsoft Dynamics", "Stato di sincronizzazione", "Errori di sincronizzazione", "Visualizza:", "Backlog", "Ultima ora", "Inserimenti", "Aggiornamenti"],
@@ -50,6 +53,7 @@ TERMS: dict[str, dict[str, list[str]]] = {
         "status_details": ["Dettagli dello stato di sincronizzazione: Lead", "Inserimenti in attesa", "Aggiornamenti in attesa", "Inserimento più vecchio", "Aggiornamento più vecchio"],
         "errors": ["Errori di sincronizzazione", "Cerca", "Esporta", "Operazione", "Direzione", "Codice di errore", "Messaggio di errore", "Inserimento", "Verso Dynamics"],
         "error_details": ["Operazione", "Direzione", "Codice di errore", "Messaggio di errore", "Inserimento", "Verso Dynamics"],
+        "export": ["Data e ora (UTC)", "ID record", "Operazione", "Direzione", "Codice di errore", "Messaggio di errore", "Stato"],
     },
     "pt_BR": {
         "backlog": ["Microsoft Dynamics", "Status da sincronização", "Erros de sincronização", "Visualização:", "Backlog", "Última hora", "Inserções", "Atualizações"],
@@ -57,6 +61,7 @@ TERMS: dict[str, dict[str, list[str]]] = {
         "status_details": ["Detalhes de status de sincronização: Lead", "Inserções pendentes", "Atualizações pendentes", "Inserção mais antiga", "Atualização mais antiga"],
         "errors": ["Erros de sincronização", "Pesquisar", "Exportar", "Operação", "Direção", "Código de erro", "Mensagem de erro", "Inserção", "Para o Dynamics"],
         "error_details": ["Operação", "Direção", "Código de erro", "Mensagem de erro", "Inserção", "Para o Dynamics"],
+        "export": ["Data e hora (UTC)", "ID do registro", "Operação", "Direção", "Código de erro", "Mensagem de erro", "Status"],
     },
     "de": {
         "backlog": ["Microsoft Dynamics", "Synchronisierungsstatus", "Synchronisierungsfehler", "Ansicht:", "Rückstand", "Letzte Stunde", "Einfügungen", "Aktualisierungen"],
@@ -64,6 +69,7 @@ TERMS: dict[str, dict[str, list[str]]] = {
         "status_details": ["Details des Synchronisierungsstatus: Lead", "Ausstehende Einfügungen", "Ausstehende Aktualisierungen", "Älteste Einfügung", "Älteste Aktualisierung"],
         "errors": ["Synchronisierungsfehler", "Suchen", "Exportieren", "Vorgang", "Richtung", "Fehlercode", "Fehlermeldung", "Einfügung", "Nach Dynamics"],
         "error_details": ["Vorgang", "Richtung", "Fehlercode", "Fehlermeldung", "Einfügung", "Nach Dynamics"],
+        "export": ["Zeitpunkt (UTC)", "Datensatz-ID", "Vorgang", "Richtung", "Fehlercode", "Fehlermeldung", "Status"],
     },
     "es": {
         "backlog": ["Microsoft Dynamics", "Estado de sincronización", "Errores de sincronización", "Ver:", "Registro de pendientes", "Última hora", "Inserciones", "Actualizaciones"],
@@ -71,6 +77,7 @@ TERMS: dict[str, dict[str, list[str]]] = {
         "status_details": ["Detalles del estado de sincronización: Lead", "Inserciones pendientes", "Actualizaciones pendientes", "Inserción más antigua", "Actualización más antigua"],
         "errors": ["Errores de sincronización", "Buscar", "Exportar", "Operación", "Dirección", "Código de error", "Mensaje de error", "Inserción", "Hacia Dynamics"],
         "error_details": ["Operación", "Dirección", "Código de error", "Mensaje de error", "Inserción", "Hacia Dynamics"],
+        "export": ["Fecha y hora (UTC)", "ID de registro", "Operación", "Dirección", "Código de error", "Mensaje de error", "Estado"],
     },
     # page_text() turns the no-break space before French colons into a plain space.
     "fr": {
@@ -79,6 +86,7 @@ TERMS: dict[str, dict[str, list[str]]] = {
         "status_details": ["Détails du statut de synchronisation : Lead", "Insertions en attente", "Mises à jour en attente", "Insertion la plus ancienne", "Mise à jour la plus ancienne"],
         "errors": ["Erreurs de synchronisation", "Rechercher", "Exporter", "Opération", "Sens", "Code d'erreur", "Message d'erreur", "Insertion", "Vers Dynamics"],
         "error_details": ["Opération", "Sens", "Code d'erreur", "Message d'erreur", "Insertion", "Vers Dynamics"],
+        "export": ["Date et heure (UTC)", "ID d'enregistrement", "Opération", "Sens", "Code d'erreur", "Message d'erreur", "État"],
     },
 }
 
@@ -162,3 +170,49 @@ def _translated(catalog: Catalog, message: str) -> bool:
         return True
     strings = entry.string if isinstance(entry.string, (list, tuple)) else [entry.string]
     return all(strings) and not entry.fuzzy
+
+
+# -- confirmations and notifications of the error actions ------------------------------------------
+
+CONFIRM_RETRY_TWO = {
+    "en": "Retry 2 sync errors? Their records are queued again.",
+    "it": "Riprovare 2 errori di sincronizzazione? I loro record tornano in coda.",
+    "pt_BR": "Tentar novamente 2 erros de sincronização? Os registros voltam para a fila.",
+    "de": "2 Synchronisierungsfehler erneut versuchen? Ihre Datensätze werden wieder in die Warteschlange gestellt.",
+    "es": "¿Reintentar 2 errores de sincronización? Sus registros vuelven a la cola.",
+    "fr": "Relancer 2 erreurs de synchronisation ? Leurs enregistrements sont remis en file d'attente.",
+}
+
+IGNORED_ONE = {
+    "en": "1 sync error ignored.",
+    "it": "1 errore di sincronizzazione ignorato.",
+    "pt_BR": "1 erro de sincronização ignorado.",
+    "de": "1 Synchronisierungsfehler ignoriert.",
+    "es": "1 error de sincronización ignorado.",
+    "fr": "1 erreur de synchronisation ignorée.",
+}
+
+
+def _post_action(babel_client: t.Any, locale: str, **data: t.Any) -> str:
+    headers = {"Accept-Language": locale}
+    form = babel_client.get(ERRORS, headers=headers).get_data(as_text=True)
+    data["csrf_token"] = re.search(r'name="csrf_token" value="([^"]+)"', form).group(1)
+    response = babel_client.post(ERRORS + "action/", data=data, headers=headers, follow_redirects=True)
+    assert response.status_code == 200
+    return page_text(response.get_data(as_text=True))
+
+
+@pytest.mark.parametrize("locale", UI_LOCALES)
+def test_an_action_asks_for_confirmation_in_the_viewers_language_and_plural(
+    babel_client: t.Any, errors_dataset: t.Any, locale: str
+) -> None:
+    text = _post_action(babel_client, locale, action="retry", scope="selected", rowid=["700001", "700002"])
+    assert CONFIRM_RETRY_TWO[locale] in text
+
+
+@pytest.mark.parametrize("locale", UI_LOCALES)
+def test_a_confirmed_action_reports_in_the_viewers_language_and_plural(
+    babel_client: t.Any, errors_dataset: t.Any, locale: str
+) -> None:
+    text = _post_action(babel_client, locale, action="ignore", scope="selected", rowid=["700001"], confirmed="1")
+    assert IGNORED_ONE[locale] in text
