@@ -31,6 +31,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 from werkzeug.security import generate_password_hash
 
+from flask import current_app
+
 from flask_dynamics_sync import Change
 from flask_dynamics_sync import DynamicsSync
 from flask_dynamics_sync import ErrorState
@@ -39,16 +41,13 @@ from flask_dynamics_sync.models import BacklogSnapshot
 from flask_dynamics_sync.models import QueueItem
 from flask_dynamics_sync.models import SyncError
 from flask_dynamics_sync.models import SyncEvent
+from flask_dynamics_sync.recorder import Recorder
 
 from .dataverse import CATALOGUE
 from .dataverse import FORMULA_CHARACTERS
 from .dataverse import PLUGIN_MESSAGES
 from .dataverse import pick_error
 from .models import SYNCED_MODELS
-from .models import Company
-from .models import Customer
-from .models import Deal
-from .models import Prospect
 from .models import User
 
 HOUR = dt.timedelta(hours=1)
@@ -237,7 +236,12 @@ def _insert_users(conn: Connection) -> None:
     conn.execute(
         sa.insert(User.__table__),
         [
-            {"username": name, "password_hash": generate_password_hash(password), "is_operator": operator, "timezone": tz}
+            {
+                "username": name,
+                "password_hash": generate_password_hash(password),
+                "is_operator": operator,
+                "timezone": tz,
+            }
             for name, password, operator, tz in DEMO_USERS
         ],
     )
@@ -311,8 +315,10 @@ def _events(
 class _History:
     """Errors and the queue rows they leave behind, kept consistent with each other."""
 
-    def __init__(self, sync: DynamicsSync, rng: random.Random, records: dict[str, list[tuple[str, str]]], now: dt.datetime):
-        self.recorder = sync._state().recorder
+    def __init__(
+        self, recorder: Recorder, rng: random.Random, records: dict[str, list[tuple[str, str]]], now: dt.datetime
+    ) -> None:
+        self.recorder = recorder
         self.rng = rng
         self.records = records
         self.now = now
@@ -321,7 +327,9 @@ class _History:
 
     def error(self, object_type: str, record: tuple[str, str], operation: str, direction: str, at: dt.datetime,
               code: str, message: str, attempt: int, state: str) -> None:  # fmt: skip
-        changed = None if state == ErrorState.OPEN.value else min(self.now, at + dt.timedelta(minutes=self.rng.uniform(2, 240)))
+        changed = None
+        if state != ErrorState.OPEN.value:
+            changed = min(self.now, at + dt.timedelta(minutes=self.rng.uniform(2, 240)))
         self.errors.append(
             {
                 "object_type": object_type, "record_id": record[0], "record_label": record[1],
@@ -399,7 +407,8 @@ class _History:
         """Failures of the last hours still being dealt with: open, retried or parked.
 
         Every code of the catalogue, every awkward name and every plug-in
-        message that looks like a spreadsheet formula shows up at least once; every fourth permanent failure was retried by an operator first.
+        message that looks like a spreadsheet formula shows up at least once.
+        Every fourth permanent failure was retried by an operator first.
         """
         rng = self.rng
         awkward = [(o, r) for o, names in AWKWARD_NAMES.items() for r in self.records[o] if r[1] in names]
@@ -412,7 +421,10 @@ class _History:
                     self.error(object_type, record, "update", TO, at, "0x80040265", message, 1, ErrorState.OPEN.value)
         permanent = 0
         for index in range(max(count, len(CATALOGUE), len(awkward))):
-            error = CATALOGUE[index] if index < len(CATALOGUE) else rng.choice(CATALOGUE)
+            if index < len(CATALOGUE):
+                error = CATALOGUE[index]
+            else:
+                error = rng.choices(CATALOGUE, weights=[e.weight for e in CATALOGUE])[0]
             flow = rng.choice([f for f in FLOWS if f.operation in error.operations])
             object_type, operation, direction = flow.object_type, flow.operation, flow.direction
             if index < len(awkward):
@@ -427,7 +439,9 @@ class _History:
                 attempts = rng.randint(1, 4)
                 self.enqueue(object_type, record, operation, direction, at - dt.timedelta(minutes=2),
                              attempts=attempts, not_before=at + self.recorder.retry_delay(attempts))  # fmt: skip
-                self.error(object_type, record, operation, direction, at, code, message, attempts, ErrorState.OPEN.value)
+                self.error(
+                    object_type, record, operation, direction, at, code, message, attempts, ErrorState.OPEN.value
+                )
             elif permanent % 4 == 0:
                 # An operator asked for a retry; the record waited again and failed once more.
                 first = at - dt.timedelta(hours=rng.uniform(1, 20))
@@ -492,7 +506,7 @@ class _History:
 
 
 def seed_demo(
-    sync: DynamicsSync,
+    recorder: Recorder,
     conn: Connection,
     *,
     now: dt.datetime,
@@ -502,6 +516,7 @@ def seed_demo(
 ) -> DemoSummary:
     """Write the demo data on ``conn`` (inside the caller's transaction); see the module docstring.
 
+    Queue rows are built by the plugin's ``recorder`` (validated like any enqueue).
     ``scale`` multiplies the volumes (tests use a small one). The hourly
     rollup is not run here: it needs the data committed.
     """
@@ -509,7 +524,7 @@ def seed_demo(
     records = _insert_host_records(conn, rng, now.date())
     start = (now - dt.timedelta(days=days)).replace(minute=0, second=0, microsecond=0)
     events = _events(rng, records, start, now, scale)
-    history = _History(sync, rng, records, now)
+    history = _History(recorder, rng, records, now)
     history.settled_errors(start, scale)
     history.throttling_burst()
     history.recent_failures(max(len(sum(AWKWARD_NAMES.values(), [])), round(90 * scale)))
@@ -532,7 +547,9 @@ def seed_demo(
     )
 
 
-def ensure_demo_data(sync: DynamicsSync, *, seed: int = 2026, days: int = 7, scale: float = 1.0) -> DemoSummary | None:
+def ensure_demo_data(
+    sync: DynamicsSync, *, seed: int = 2026, days: int = 7, scale: float = 1.0
+) -> DemoSummary | None:
     """Seed the demo data if the database has no users yet; return what was written, or ``None``.
 
     Runs in the application context. The history is then rolled up into the hourly
@@ -545,7 +562,8 @@ def ensure_demo_data(sync: DynamicsSync, *, seed: int = 2026, days: int = 7, sca
             return None
     now = sync.now()
     with db.engine.begin() as conn:
-        summary = seed_demo(sync, conn, now=now, rng=random.Random(seed), days=days, scale=scale)
+        recorder = current_app.extensions["dynamics_sync"].recorder
+        summary = seed_demo(recorder, conn, now=now, rng=random.Random(seed), days=days, scale=scale)
     start = (now - dt.timedelta(days=days)).replace(minute=0, second=0, microsecond=0)
     sync.rollup(start, now)
     return summary

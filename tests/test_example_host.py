@@ -126,6 +126,16 @@ def sign_in(client: t.Any, username: str, password: str | None = None) -> t.Any:
     )
 
 
+def record_keys(app: Flask, table: sa.Table, *where: sa.ColumnElement[bool]) -> set[tuple[str, str, str]]:
+    """``(object_type, record_id, direction)`` of the matching rows."""
+    return set(rows(app, sa.select(table.c.object_type, table.c.record_id, table.c.direction).where(*where)))
+
+
+def pending_per_object(app: Flask) -> dict[str, int]:
+    pending = sa.select(queue.c.object_type, sa.func.count()).where(queue.c.state == "pending")
+    return dict(rows(app, pending.group_by(queue.c.object_type)))
+
+
 def plugin_urls(app: Flask) -> dict[str, str]:
     """The plugin's view URLs on the console, by view name."""
     return {str(view.name): view.url + "/" for view in app.extensions["dynamics_sync"].views}
@@ -187,38 +197,32 @@ def test_demo_errors_include_text_that_needs_escaping(host):
 
 
 def test_every_parked_record_has_an_open_error(host):
-    parked = rows(host, sa.select(queue.c.object_type, queue.c.record_id, queue.c.direction).where(queue.c.state == "parked"))
-    open_errors = rows(host, sa.select(errors.c.object_type, errors.c.record_id, errors.c.direction).where(errors.c.state == "open"))
+    parked = record_keys(host, queue, queue.c.state == "parked")
 
     assert parked
-    assert set(parked) <= set(open_errors)
+    assert parked <= record_keys(host, errors, errors.c.state == "open")
 
 
 def test_every_open_error_waits_in_the_queue(host):
-    open_errors = rows(host, sa.select(errors.c.object_type, errors.c.record_id, errors.c.direction).where(errors.c.state == "open"))
-    waiting = rows(host, sa.select(queue.c.object_type, queue.c.record_id, queue.c.direction))
-
-    assert set(open_errors) <= set(waiting)
+    assert record_keys(host, errors, errors.c.state == "open") <= record_keys(host, queue)
 
 
 def test_demo_backlog_has_pending_records_of_varied_ages(host):
-    oldest, newest = rows(
-        host, sa.select(sa.func.min(queue.c.queued_at), sa.func.max(queue.c.queued_at)).where(queue.c.state == "pending")
-    )[0]
-    per_object = dict(rows(host, sa.select(queue.c.object_type, sa.func.count()).where(queue.c.state == "pending").group_by(queue.c.object_type)))
+    ages = sa.select(sa.func.min(queue.c.queued_at), sa.func.max(queue.c.queued_at))
+    oldest, newest = rows(host, ages.where(queue.c.state == "pending"))[0]
 
-    assert sorted(per_object) == OBJECTS
+    assert sorted(pending_per_object(host)) == OBJECTS
     assert NOW - newest < dt.timedelta(minutes=30)
     assert NOW - oldest > dt.timedelta(hours=6)
 
 
 def test_backlog_snapshots_show_leads_growing_and_contacts_draining(host):
     snapshot = BacklogSnapshot.__table__
-    six_hours_ago = scalar(host, sa.select(sa.func.max(snapshot.c.taken_at)).where(snapshot.c.taken_at <= NOW - dt.timedelta(hours=6)))
-    before = dict(
-        rows(host, sa.select(snapshot.c.object_type, sa.func.sum(snapshot.c.pending_count)).where(snapshot.c.taken_at == six_hours_ago).group_by(snapshot.c.object_type))
-    )
-    now = dict(rows(host, sa.select(queue.c.object_type, sa.func.count()).where(queue.c.state == "pending").group_by(queue.c.object_type)))
+    taken_at = sa.select(sa.func.max(snapshot.c.taken_at)).where(snapshot.c.taken_at <= NOW - dt.timedelta(hours=6))
+    per_object = sa.select(snapshot.c.object_type, sa.func.sum(snapshot.c.pending_count))
+    six_hours_ago = per_object.where(snapshot.c.taken_at == scalar(host, taken_at)).group_by(snapshot.c.object_type)
+    before = dict(rows(host, six_hours_ago))
+    now = pending_per_object(host)
 
     assert now["Lead"] > before["Lead"]
     assert now["Contact"] < before["Contact"]
@@ -369,7 +373,9 @@ def test_operator_may_act_on_sync_errors(sqlite_host):
     errors_url = plugin_urls(sqlite_host)["Sync Errors"]
     token = csrf_token(client.get(errors_url).text)
 
-    response = client.post(errors_url + "action/", data={"csrf_token": token, "action": "ignore", "scope": "all", "url": errors_url})
+    response = client.post(
+        errors_url + "action/", data={"csrf_token": token, "action": "ignore", "scope": "all", "url": errors_url}
+    )
 
     assert response.status_code == 200  # the confirmation page
 
@@ -534,9 +540,9 @@ def test_a_simulator_step_reports_what_it_recorded(host):
 def test_records_changed_by_the_simulator_wait_in_the_queue(host):
     report = Simulator(host, example_host.sync, random.Random(7)).step()
 
-    changed = {(o, r, "to_dynamics") for o, r in report.changed} | {(o, r, "from_dynamics") for o, r in report.pulled}
-    waiting = set(rows(host, sa.select(queue.c.object_type, queue.c.record_id, queue.c.direction)))
-    assert changed <= waiting
+    changed = {(o, r, "to_dynamics") for o, r in report.changed}
+    pulled = {(o, r, "from_dynamics") for o, r in report.pulled}
+    assert changed | pulled <= record_keys(host, queue)
 
 
 def test_the_simulator_fails_some_records_with_dataverse_codes(host):
@@ -546,7 +552,8 @@ def test_the_simulator_fails_some_records_with_dataverse_codes(host):
     reports = [simulator.step() for _ in range(40)]
 
     failed = sum(report.failed for report in reports)
-    new_codes = {row[0] for row in rows(host, sa.select(errors.c.error_code).order_by(errors.c.id.desc()).limit(failed))}
+    newest = sa.select(errors.c.error_code).order_by(errors.c.id.desc()).limit(failed)
+    new_codes = {row[0] for row in rows(host, newest)}
     assert failed == count(host, errors) - errors_before > 0
     assert new_codes <= {error.code for error in CATALOGUE}
 
@@ -573,7 +580,9 @@ def test_the_simulator_thread_stops_cleanly(sqlite_host):
 def test_command_line_defaults():
     args = parse_args([])
 
-    assert (args.host, args.port, args.no_simulator, args.reset, args.debug) == ("127.0.0.1", 5000, False, False, False)
+    assert (args.host, args.port, args.no_simulator, args.reset, args.debug) == (
+        "127.0.0.1", 5000, False, False, False
+    )
 
 
 def test_command_line_options():
@@ -591,7 +600,8 @@ def _free_port() -> int:
 def test_python_m_example_host_serves_the_console_and_stops_on_ctrl_c(tmp_path):
     port = _free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "example_host", "--port", str(port), "--database-url", f"sqlite:///{tmp_path / 'demo.sqlite'}"],
+        [sys.executable, "-m", "example_host", "--port", str(port),
+         "--database-url", f"sqlite:///{tmp_path / 'demo.sqlite'}"],  # fmt: skip
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
