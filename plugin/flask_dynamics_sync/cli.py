@@ -118,9 +118,14 @@ def run_scheduler_command() -> None:
     now = _sync().now()
     for name, spec in job_specs(_sync().settings).items():
         click.echo(f"  {name:<8} next run {spec.next_tick(now):%Y-%m-%d %H:%M} UTC  {spec.description}")
-    signal.signal(signal.SIGTERM, lambda signum, frame: scheduler.shutdown(wait=False))
-    click.echo("Scheduler running; Ctrl+C to stop.")
+    def stop(signum: int, frame: object) -> None:
+        if not scheduler.running:
+            raise SystemExit(0)  # not started yet: leave before starting
+        scheduler.shutdown(wait=False)
+
+    signal.signal(signal.SIGTERM, stop)
     try:
+        click.echo("Scheduler running; Ctrl+C to stop.")
         scheduler.start()
     except (KeyboardInterrupt, SystemExit):
         pass

@@ -45,7 +45,6 @@ job_table = JobState.__table__
 
 _R = t.TypeVar("_R")
 Clock = Callable[[], dt.datetime]
-Work = Callable[[Connection], _R]
 
 
 class Transaction(t.Protocol):

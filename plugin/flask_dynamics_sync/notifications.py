@@ -81,7 +81,7 @@ class FailedRecord:
 
 @dataclasses.dataclass(frozen=True)
 class ErrorsDigest:
-    """The records that failed between ``since`` and ``until`` (naive UTC)."""
+    """The records that failed after ``since``, up to ``until`` (naive UTC)."""
 
     since: dt.datetime
     until: dt.datetime
@@ -96,7 +96,7 @@ class ErrorsDigest:
 
 @dataclasses.dataclass(frozen=True)
 class ThresholdAlert:
-    """``count`` errors with ``error_code`` between ``since`` and ``until``, at least ``threshold``."""
+    """``count`` errors with ``error_code`` after ``since`` up to ``until``, at least ``threshold``."""
 
     error_code: str
     count: int
@@ -139,9 +139,9 @@ class NotifyResult:
 
 
 def build_digest(conn: Connection, now: dt.datetime) -> ErrorsDigest:
-    """The digest of the 24 hours before ``now`` (a range of the ``occurred_at`` index)."""
+    """The digest of the 24 hours up to ``now`` (a range of the ``occurred_at`` index)."""
     since = now - DIGEST_PERIOD
-    in_period = sa.and_(errors.c.occurred_at >= since, errors.c.occurred_at < now)
+    in_period = sa.and_(errors.c.occurred_at > since, errors.c.occurred_at <= now)
     per_record = (
         sa.select(
             errors.c.object_type,
@@ -201,11 +201,11 @@ def build_digest(conn: Connection, now: dt.datetime) -> ErrorsDigest:
 
 
 def _codes_over(conn: Connection, since: dt.datetime, until: dt.datetime, threshold: int) -> dict[str, tuple[int, str]]:
-    """Error codes with at least ``threshold`` errors in ``[since, until)``: count and an example message."""
+    """Error codes with at least ``threshold`` errors after ``since`` up to ``until``: count and an example."""
     count = sa.func.count()
     rows = conn.execute(
         sa.select(errors.c.error_code, count, sa.func.max(errors.c.error_message))
-        .where(errors.c.occurred_at >= since, errors.c.occurred_at < until)
+        .where(errors.c.occurred_at > since, errors.c.occurred_at <= until)
         .group_by(errors.c.error_code)
         .having(count >= threshold)
     ).all()
@@ -233,7 +233,7 @@ def check_thresholds(conn: Connection, *, now: dt.datetime, threshold: int, wind
     for code, (count, message) in sorted(over.items()):
         object_types = conn.scalars(
             sa.select(errors.c.object_type)
-            .where(errors.c.error_code == code, errors.c.occurred_at >= since, errors.c.occurred_at < now)
+            .where(errors.c.error_code == code, errors.c.occurred_at > since, errors.c.occurred_at <= now)
             .distinct()
             .order_by(errors.c.object_type)
         ).all()

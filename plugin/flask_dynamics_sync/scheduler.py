@@ -235,7 +235,21 @@ def job_specs(settings: Settings) -> dict[str, JobSpec]:
             period=hour,
             misfire_grace_time=55 * 60,
             work=lambda app, lease: _rollup_work(app),
-        ),
+        )
+    ]
+    refresh = settings.rollup_refresh_minutes
+    if refresh < 60:
+        specs.append(
+            JobSpec(
+                REFRESH_JOB,
+                "Refresh of the current hour's rollup",
+                _cron(minute=f"*/{refresh}"),
+                period=dt.timedelta(minutes=refresh),
+                misfire_grace_time=refresh * 60,
+                work=lambda app, lease: _refresh_work(app),
+            )
+        )
+    specs += [
         JobSpec(
             PRUNE_JOB,
             "Retention: delete old sync events, errors and backlog snapshots",
@@ -253,18 +267,6 @@ def job_specs(settings: Settings) -> dict[str, JobSpec]:
             work=lambda app, lease: _notify_work(app),
         ),
     ]
-    refresh = settings.rollup_refresh_minutes
-    if refresh < 60:
-        specs.append(
-            JobSpec(
-                REFRESH_JOB,
-                "Refresh of the current hour's rollup",
-                _cron(minute=f"*/{refresh}"),
-                period=dt.timedelta(minutes=refresh),
-                misfire_grace_time=refresh * 60,
-                work=lambda app, lease: _refresh_work(app),
-            )
-        )
     if settings.alert_threshold > 0:
         specs.append(
             JobSpec(

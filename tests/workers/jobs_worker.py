@@ -10,6 +10,8 @@ Modes:
   each), run every scheduled job's tick as the scheduler would; prints one JSON
   line per time: ``{"time": ..., "runs": {job: reason}}``.
 - ``hold URL JOB NOW``: take JOB's lease, print ``held``, then sleep until killed.
+
+``create_app`` is an app factory for ``flask --app`` (the CLI tests).
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ class Clock:
 CONFIG = {"DYNAMICS_SYNC_ALERT_THRESHOLD": 1}
 
 
-def make_app(url: str, clock: Clock) -> tuple[Flask, DynamicsSync]:
+def make_app(url: str, clock: Clock | None) -> tuple[Flask, DynamicsSync]:
     app = Flask("jobs_worker")
     app.config.update(SQLALCHEMY_DATABASE_URI=url, **CONFIG)
     if url.startswith("sqlite"):
@@ -50,6 +52,11 @@ def make_app(url: str, clock: Clock) -> tuple[Flask, DynamicsSync]:
     sync = DynamicsSync(clock=clock)
     sync.init_app(app, db=db)
     return app, sync
+
+
+def create_app() -> Flask:
+    """For ``flask --app tests.workers.jobs_worker:create_app``: real clock, database from ``JOBS_WORKER_URL``."""
+    return make_app(os.environ["JOBS_WORKER_URL"], None)[0]
 
 
 def wait_for_go() -> None:
