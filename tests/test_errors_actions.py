@@ -124,6 +124,16 @@ def test_confirming_carries_the_selection(client, errors_dataset):
     }
 
 
+@pytest.mark.parametrize(
+    ("error_id", "offered"),
+    [(700001, ["retry", "ignore", "resolve"]), (700004, ["retry", "resolve"]), (700006, ["ignore", "resolve"]), (700005, [])],
+)
+def test_the_details_page_offers_the_actions_that_apply_to_the_error(client, errors_dataset, error_id, offered):
+    html = client.get(ERRORS_URL + "details/", query_string={"id": error_id}).get_data(as_text=True)
+
+    assert re.findall(r'name="action" value="(\w+)"', html) == offered
+
+
 # -- retry --------------------------------------------------------------------------
 
 

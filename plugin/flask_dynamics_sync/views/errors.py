@@ -48,6 +48,7 @@ from wtforms import validators
 from .. import export
 from .. import i18n
 from ..error_actions import ActionOutcome
+from ..error_actions import SOURCE_STATES
 from ..error_actions import ErrorAction
 from ..error_actions import applicable
 from ..error_actions import by_ids
@@ -523,6 +524,8 @@ class SyncErrorsView(PluginViewMixin, ModelView):
         self._template_args.update(
             can_act=self.can_act(),
             error_actions=[(a.value, ACTION_LABELS[a]) for a in ErrorAction],
+            # Only the actions that apply to the error's state are offered.
+            action_states={a.value: [s.value for s in SOURCE_STATES[a]] for a in ErrorAction},
             ds_action_form=action_form_class()() if self.can_act() else None,
             scope_selected=SCOPE_SELECTED,
         )

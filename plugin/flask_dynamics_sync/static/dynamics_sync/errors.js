@@ -1,4 +1,4 @@
-/* Sync Errors list: select-all checkbox and a guard against acting on nothing.
+/* Sync Errors list: select-all checkbox, tidy filter URLs, a guard against acting on nothing.
    Everything works without this script; it only saves a round trip. */
 (function () {
   "use strict";
@@ -16,6 +16,20 @@
       box.addEventListener("change", function () {
         toggle.checked = rowChecks().every(function (b) { return b.checked; });
       });
+    });
+  }
+
+  // Empty filters mean "any": leave them out of the URL.
+  var filterBar = document.getElementById("ds-filter-bar");
+  if (filterBar) {
+    filterBar.addEventListener("submit", function () {
+      Array.prototype.forEach.call(filterBar.elements, function (field) {
+        if (field.name && field.value === "") { field.disabled = true; }
+      });
+    });
+    // Coming back through the history shows the form as it was left: enable it again.
+    window.addEventListener("pageshow", function () {
+      Array.prototype.forEach.call(filterBar.elements, function (field) { field.disabled = false; });
     });
   }
 
