@@ -20,11 +20,16 @@ from flask_dynamics_sync.scheduler import run_job
 from flask_dynamics_sync.scheduler import should_run_here
 
 from .conftest import NOW
+from .test_rollup import HOUR
+from .test_rollup import add_events
+from .test_rollup import buckets
+from .test_rollup import event
 from .workers.jobs_worker import CONFIG
 from .workers.jobs_worker import Worker
 from .workers.jobs_worker import start_together
 
 D = dt.datetime
+H = dt.timedelta(hours=1)
 
 
 def scheduled_jobs(app) -> dict:
@@ -107,6 +112,16 @@ def test_a_tick_runs_the_job_and_records_the_next_one(app, db):
     info = job_states(db.engine)["rollup"]
     assert (run.ran, run.reason, run.tick) == (True, "ran", D(2026, 3, 10, 14, 5))
     assert (info.last_status, info.last_started_at, info.next_run_at) == ("ok", NOW, D(2026, 3, 10, 15, 5))
+
+
+def test_a_refresh_tick_recomputes_the_current_hour_only(app, db):
+    add_events(db, event(HOUR - 2 * H), event(HOUR))
+
+    run = run_job(app, "refresh")
+
+    assert (run.reason, run.result.start, run.result.end) == ("ran", HOUR, HOUR + H)
+    assert list(buckets(db)) == [(HOUR, "Lead", "insert", "to_dynamics")]
+    assert job_states(db.engine)["refresh"].next_run_at == D(2026, 3, 10, 14, 25)
 
 
 def test_a_tick_already_run_is_not_run_again(app):
