@@ -9,7 +9,7 @@ import pytest
 
 from flask_dynamics_sync.leases import job_states
 from flask_dynamics_sync.notifications import DigestLine
-from flask_dynamics_sync.scheduler import NotificationError
+from flask_dynamics_sync.notifications import NotificationError
 from flask_dynamics_sync.signals import error_threshold_reached
 from flask_dynamics_sync.signals import errors_digest
 

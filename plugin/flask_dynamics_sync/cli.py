@@ -86,7 +86,7 @@ def notify_command(digest: bool, alerts: bool) -> None:
     errors of one code within DYNAMICS_SYNC_ALERT_WINDOW_MINUTES) fires once
     when a code crosses it. Exits with status 1 if an e-mail could not be sent.
     """
-    from .scheduler import NotificationError
+    from .notifications import NotificationError
 
     try:
         result = _sync().notify(digest=digest, alerts=alerts)

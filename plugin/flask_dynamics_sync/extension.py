@@ -231,7 +231,7 @@ class DynamicsSync:
     def notify(self, *, digest: bool = True, alerts: bool = True) -> NotifyResult:
         """Send the daily errors digest and check the error threshold now (signals, and e-mail if configured).
 
-        :raises flask_dynamics_sync.scheduler.NotificationError: an e-mail
+        :raises flask_dynamics_sync.notifications.NotificationError: an e-mail
             could not be sent (the signals were); its ``result`` tells what was sent.
         """
         from .scheduler import run_notify

@@ -30,6 +30,7 @@ from blinker import Signal
 from sqlalchemy.engine import Connection
 
 from .config import Settings
+from .errors import DynamicsSyncError
 from .i18n import format_datetime
 from .i18n import format_number
 from .i18n import gettext
@@ -106,6 +107,14 @@ class ThresholdAlert:
     until: dt.datetime
     object_types: tuple[str, ...]
     example_message: str
+
+
+class NotificationError(DynamicsSyncError):
+    """The signals were sent but an e-mail could not be; ``result`` tells what was sent."""
+
+    def __init__(self, result: NotifyResult) -> None:
+        super().__init__(result.email_error)
+        self.result = result
 
 
 @dataclasses.dataclass(frozen=True)

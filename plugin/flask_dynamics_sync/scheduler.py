@@ -60,6 +60,7 @@ from .leases import make_lease
 from .leases import read_job
 from .leases import record_run
 from .notifications import ALERTS_JOB
+from .notifications import NotificationError
 from .notifications import NotifyResult
 from .notifications import SmtpMailer
 from .notifications import notify
@@ -75,6 +76,7 @@ if t.TYPE_CHECKING:
 
 __all__ = [
     "JobRun",
+    "NotificationError",
     "JobSpec",
     "JobStateInfo",
     "build_scheduler",
@@ -152,14 +154,6 @@ def _notify_work(app: Flask, *, digest: bool = True, alerts: bool = True) -> Not
     if result.email_error:
         raise NotificationError(result)
     return result
-
-
-class NotificationError(RuntimeError):
-    """The signals were sent but an e-mail could not be; ``result`` tells what was sent."""
-
-    def __init__(self, result: NotifyResult) -> None:
-        super().__init__(result.email_error)
-        self.result = result
 
 
 def _recorded(app: Flask, name: str, work: Callable[[], t.Any]) -> t.Any:
