@@ -222,6 +222,15 @@ def test_retry_through_the_recording_api_turns_a_parked_record_pending(client, s
     assert [r.queue_id for r in sync.claim()] != []
 
 
+def test_a_retried_record_that_syncs_resolves_its_errors(client, sync, db, errors_dataset):
+    post_action(client, "retry", rowids=[700003])  # Lead 42 was no longer queued
+
+    [record] = sync.claim()
+    assert (record.record_id, record.attempts) == ("42", 3)
+    sync.mark_synced(record)
+    assert error_states(db)[700003] == "resolved"
+
+
 # -- ignore and resolve -------------------------------------------------------------
 
 

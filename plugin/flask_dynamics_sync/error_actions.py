@@ -130,7 +130,10 @@ def retry_errors(
 
     Reads the errors in id order, :data:`BATCH_SIZE` at a time (memory stays
     flat for "all matching" selections); each record is queued once, as an
-    insert if any of its selected errors was an insert.
+    insert if any of its selected errors was an insert. A record no longer in
+    the queue comes back with its failed attempts counted, so that its errors
+    are resolved when it syncs (``mark_synced``) and a new failure continues
+    the count; a record still queued (parked) keeps its row's count.
     """
     columns = (
         errors.c.id,
@@ -139,6 +142,7 @@ def retry_errors(
         errors.c.direction,
         errors.c.operation,
         errors.c.record_label,
+        errors.c.attempt,
     )
     queued: set[tuple[str, str, str]] = set()
     changed = 0
@@ -152,6 +156,7 @@ def retry_errors(
             break
         last_id = rows[-1].id
         changes: dict[tuple[str, str, str], Change] = {}
+        attempts: dict[tuple[str, str, str], int] = {}
         for row in rows:
             key = (row.object_type, row.record_id, row.direction)
             if key in queued:  # by an earlier batch
@@ -163,7 +168,13 @@ def retry_errors(
             label = row.record_label or (earlier.label if earlier is not None else None)
             operation = Operation.INSERT if insert else Operation.UPDATE
             changes[key] = Change(row.object_type, row.record_id, operation, row.direction, label)
-        recorder.enqueue_rows(conn, [recorder.queue_row(change, now) for change in changes.values()])
+            attempts[key] = max(attempts.get(key, 0), row.attempt or 1)
+        queue_rows = []
+        for key, change in changes.items():
+            queue_row = recorder.queue_row(change, now)
+            queue_row["attempts"] = attempts[key]  # only used when the row is new (the upsert keeps a row's count)
+            queue_rows.append(queue_row)
+        recorder.enqueue_rows(conn, queue_rows)
         queued.update(changes)
         changed += _set_state(conn, errors.c.id.in_([row.id for row in rows]), ErrorState.RETRIED, now)
     return ActionOutcome(errors=changed, records=len(queued))

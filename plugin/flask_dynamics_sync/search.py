@@ -39,6 +39,13 @@ SEARCH_COLUMNS = (
 #: Columns a short term must equal.
 EXACT_COLUMNS = (SyncError.record_id, SyncError.error_code)
 
+#: PostgreSQL DDL for a trigram index that answers the search without a scan (extension ``pg_trgm``).
+POSTGRESQL_SEARCH_INDEX = (
+    "CREATE EXTENSION IF NOT EXISTS pg_trgm",
+    "CREATE INDEX IF NOT EXISTS ix_dynamics_sync_error_search ON dynamics_sync_error USING gin "
+    "(record_id gin_trgm_ops, record_label gin_trgm_ops, error_code gin_trgm_ops, error_message gin_trgm_ops)",
+)
+
 _TERM = re.compile(r'"([^"]*)"|(\S+)')
 
 
