@@ -19,6 +19,7 @@ import dataclasses
 import logging
 import random
 import threading
+import typing as t
 from decimal import Decimal
 
 import sqlalchemy as sa
@@ -67,22 +68,27 @@ class StepReport:
     """Failed records parked rather than retried."""
 
 
-def _change_record(rng: random.Random, model: type) -> object:
-    """Insert a new record (one time in eight) or edit an existing one, as a user would."""
+def _some(rng: random.Random, model: type) -> t.Any:
+    """An existing record of ``model`` (``None`` when there is none; ids may have gaps)."""
     highest = db.session.scalar(sa.select(sa.func.max(model.id)))  # type: ignore[attr-defined]
-    record = db.session.get(model, rng.randint(1, highest)) if highest and rng.random() >= 0.125 else None
+    return db.session.get(model, rng.randint(1, highest)) if highest else None
+
+
+def _change_record(rng: random.Random, model: type) -> t.Any:
+    """Insert a new record (one time in eight) or edit an existing one, as a user would."""
+    record = _some(rng, model) if rng.random() >= 0.125 else None
     person = f"{rng.choice(FIRST_NAMES)} {rng.choice(LAST_NAMES)}"
     if model is Prospect:
         record = record or Prospect(name=person, source=rng.choice(PROSPECT_SOURCES))
         record.status = rng.choice(PROSPECT_STATUSES)
     elif model is Customer:
-        record = record or Customer(name=person, company_id=rng.randint(1, 20))
+        record = record or Customer(name=person, company=_some(rng, Company))
         record.phone = f"+39 02 {rng.randint(1000000, 9999999)}"
     elif model is Company:
         record = record or Company(name=f"{rng.choice(LAST_NAMES)} & Partners", industry="Services")
         record.website = f"https://www.{rng.choice(LAST_NAMES).lower().encode('ascii', 'ignore').decode()}.example"
     else:
-        record = record or Deal(name=f"New business – {person}", company_id=rng.randint(1, 20))
+        record = record or Deal(name=f"New business – {person}", company=_some(rng, Company))
         record.stage = rng.choice(DEAL_STAGES)
         record.amount = Decimal(rng.randrange(2_000, 250_000, 500))
     db.session.add(record)
@@ -106,20 +112,20 @@ class Simulator:
         """Change some records, then sync a batch. Runs in its own application context."""
         with self.app.app_context():
             changed, pulled = self._edit()
-            return self._work(inflow=len(changed) + len(pulled), changed=changed, pulled=pulled)
+            claimed, synced, failed, parked = self._sync_batch(inflow=len(changed) + len(pulled))
+        return StepReport(changed, pulled, claimed, synced, failed, parked)
 
     def _edit(self) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
         rng = self.rng
         models = rng.choices(list(SYNCED_MODELS), weights=[4, 4, 1, 2], k=rng.randint(1, 4))
         records = [(_change_record(rng, model), SYNCED_MODELS[model]) for model in models]
         db.session.commit()
-        changed = [(object_type, str(record.id)) for record, object_type in records]  # type: ignore[attr-defined]
+        changed = [(object_type, str(record.id)) for record, object_type in records]
 
         pulled = []
         for _ in range(rng.choice((0, 0, 1, 1, 2))):
             model = rng.choices(list(SYNCED_MODELS), weights=[2, 4, 2, 2])[0]
-            highest = db.session.scalar(sa.select(sa.func.max(model.id)))  # type: ignore[attr-defined]
-            record = db.session.get(model, rng.randint(1, highest)) if highest else None
+            record = _some(rng, model)
             if record is not None:
                 object_type = SYNCED_MODELS[model]
                 self.sync.enqueue(object_type, record.id, "update", direction="from_dynamics", label=record.name)
@@ -127,7 +133,11 @@ class Simulator:
         db.session.commit()
         return changed, pulled
 
-    def _work(self, *, inflow: int, changed: list[tuple[str, str]], pulled: list[tuple[str, str]]) -> StepReport:
+    def _sync_batch(self, *, inflow: int) -> tuple[int, int, int, int]:
+        """Claim about as many records as just changed (more when the backlog is big) and report them.
+
+        Returns how many were claimed, synced, failed and parked.
+        """
         rng = self.rng
         queue = QueueItem.__table__
         pending = db.session.scalar(
@@ -148,14 +158,7 @@ class Simulator:
             else:
                 succeeded.append(record)
         self.sync.mark_synced(succeeded)
-        return StepReport(
-            changed=changed,
-            pulled=pulled,
-            claimed=len(claimed),
-            synced=len(succeeded),
-            failed=failed,
-            parked=parked,
-        )
+        return len(claimed), len(succeeded), failed, parked
 
     # -- background thread ------------------------------------------------------
 

@@ -558,6 +558,18 @@ def test_the_simulator_fails_some_records_with_dataverse_codes(host):
     assert new_codes <= {error.code for error in CATALOGUE}
 
 
+def test_the_simulator_fills_an_empty_console(make_host, empty_db_url):
+    app = make_host(empty_db_url, EXAMPLE_HOST_DEMO_DATA=False)
+    simulator = Simulator(app, example_host.sync, random.Random(5))
+
+    reports = [simulator.step() for _ in range(3)]
+
+    inserted = {(o, r, "to_dynamics") for report in reports for o, r in report.changed}
+    synced = sum(report.synced for report in reports)
+    assert inserted and record_keys(app, queue) | record_keys(app, events) >= inserted
+    assert count(app, events) == synced
+
+
 def test_the_simulator_is_deterministic_with_a_seeded_rng(make_host, tmp_path):
     first = Simulator(make_host(f"sqlite:///{tmp_path / 'a.sqlite'}"), example_host.sync, random.Random(11)).step()
     second = Simulator(make_host(f"sqlite:///{tmp_path / 'b.sqlite'}"), example_host.sync, random.Random(11)).step()
