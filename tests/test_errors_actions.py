@@ -326,3 +326,28 @@ def test_actions_work_with_flask_wtf_csrf_protection(make_app, db_url, db, error
     assert post_action(client, "ignore", rowids=[700001], token=None).status_code == 400
     assert post_action(client, "ignore", rowids=[700001]).status_code == 302
     assert error_states(db)[700001] == "ignored"
+
+
+# -- the same actions for the host's code ---------------------------------------------
+
+
+def test_the_host_can_retry_errors_by_id(sync, db, errors_dataset):
+    outcome = sync.retry_errors([700001, 700007, 700005])
+
+    assert (outcome.errors, outcome.records) == (2, 1)
+    assert error_states(db) == {**INITIAL_STATES, 700001: "retried", 700007: "retried"}
+    assert queue(db) == [INITIAL_QUEUE[0], ("Lead", "L-1", "to_dynamics", "insert", "pending", "Ada Lovelace", NOW)]
+
+
+def test_the_host_can_ignore_and_resolve_errors_by_id(sync, db, errors_dataset):
+    assert sync.ignore_errors([700002]).errors == 1
+    assert sync.resolve_errors([700002, 700003]).errors == 2
+
+    assert error_states(db) == {**INITIAL_STATES, 700002: "resolved", 700003: "resolved"}
+    assert queue(db) == INITIAL_QUEUE
+
+
+def test_error_ids_must_be_integers(sync, db, errors_dataset):
+    with pytest.raises(ValueError):
+        sync.retry_errors(["700001; DROP TABLE x"])
+    assert error_states(db) == INITIAL_STATES

@@ -21,6 +21,7 @@ from collections.abc import Iterable
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Engine
 
 from .models import SyncError
 from .recorder import Recorder
@@ -196,3 +197,16 @@ def run_action(
     if action is ErrorAction.RESOLVE:
         return resolve_errors(conn, condition, now=now)
     t.assert_never(action)
+
+
+def run_on_ids(
+    engine: Engine, recorder: Recorder, action: ErrorAction | str, ids: Iterable[int | str], *, now: dt.datetime
+) -> ActionOutcome:
+    """Run ``action`` on the errors with these ids, in a transaction of its own.
+
+    What ``DynamicsSync.retry_errors``/``ignore_errors``/``resolve_errors`` call.
+    """
+    action = ErrorAction(action)
+    condition = applicable(action, by_ids(ids), object_types=recorder.settings.objects)
+    with engine.begin() as conn:
+        return run_action(conn, action, condition, recorder=recorder, now=now)

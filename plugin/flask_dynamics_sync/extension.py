@@ -38,6 +38,7 @@ if t.TYPE_CHECKING:
     from flask_admin.base import BaseView
     from flask_sqlalchemy import SQLAlchemy
 
+    from .error_actions import ActionOutcome
     from .notifications import NotifyResult
     from .retention import PruneResult
     from .rollup import RollupResult
@@ -247,6 +248,30 @@ class DynamicsSync:
     def _app(self) -> Flask:
         self._state()
         return current_app._get_current_object()  # type: ignore[attr-defined]
+
+    # -- sync errors ------------------------------------------------------------
+
+    def retry_errors(self, ids: Iterable[int]) -> ActionOutcome:
+        """Queue the records of these sync errors again and mark the errors retried, in one transaction.
+
+        Open and ignored errors of configured objects are retried; others are left as they are.
+        The same as *Retry* in the *Sync Errors* view (see :mod:`.error_actions`).
+        """
+        return self._error_action("retry", ids)
+
+    def ignore_errors(self, ids: Iterable[int]) -> ActionOutcome:
+        """Mark these open or retried sync errors ignored."""
+        return self._error_action("ignore", ids)
+
+    def resolve_errors(self, ids: Iterable[int]) -> ActionOutcome:
+        """Mark these open, retried or ignored sync errors resolved."""
+        return self._error_action("resolve", ids)
+
+    def _error_action(self, action: str, ids: Iterable[int]) -> ActionOutcome:
+        from .error_actions import run_on_ids
+
+        state = self._state()
+        return run_on_ids(state.db.engine, state.recorder, action, ids, now=self.clock())
 
     # -- recording API --------------------------------------------------------
 
