@@ -6,6 +6,7 @@ import datetime as dt
 import io
 import json
 import os
+import re
 
 import openpyxl
 import pytest
@@ -299,6 +300,16 @@ def test_without_xlsxwriter_the_xlsx_export_is_hidden_and_answers_404(client, er
     assert response.status_code == 404
     assert "XLSX export needs XlsxWriter" in response.get_data(as_text=True)
     assert 'data-format="xlsx"' not in html and 'data-format="csv"' in html
+
+
+def test_the_export_links_carry_the_lists_search_filters_and_sort_only(client, errors_dataset):
+    html = client.get(ERRORS_URL, query_string={
+        "search": "Ada", "flt0_0": "Lead", "sort": "1", "page": "2", "export_type": "x", "_external": "1",
+    }).get_data(as_text=True)
+
+    assert re.findall(r'class="dropdown-item ds-export" data-format="csv"\s+href="([^"]+)"', html) == [
+        ERRORS_URL + "export/csv/?search=Ada&amp;flt0_0=Lead&amp;sort=1",
+    ]
 
 
 def test_an_unknown_format_answers_404(client, errors_dataset):

@@ -509,6 +509,8 @@ class SyncErrorsView(PluginViewMixin, ModelView):
             filter_groups=None,
             time_zone=str(i18n.get_timezone()),
             export_formats=list(export.available_formats()),
+            # Only the list's own arguments: never url_for's (_external, _scheme...).
+            export_args={k: v for k, v in request.args.items() if k in ("search", "sort", "desc") or k.startswith("flt")},
             can_act=self.can_act(),
             error_actions=[(a.value, ACTION_LABELS[a]) for a in ErrorAction],
             ds_action_form=action_form_class()() if self.can_act() else None,
