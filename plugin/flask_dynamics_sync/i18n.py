@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import dataclasses
 import datetime as dt
+import functools
 import os
 import re
 import typing as t
@@ -157,26 +159,22 @@ _ = gettext
 
 def to_local(value: dt.datetime) -> dt.datetime:
     """A naive UTC timestamp from the database, in the viewer's time zone."""
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=dt.timezone.utc)
-    return value.astimezone(get_timezone())
+    return _as_zone(value, get_timezone())
 
 
 def format_datetime(value: dt.datetime | None, format: str = "medium") -> str:
     """A UTC timestamp formatted for the viewer's locale and time zone."""
-    if value is None:
-        return ""
-    return babel_dates.format_datetime(to_local(value), format=format, locale=get_locale())
+    return viewer_formats().datetime(value, format)
 
 
 def format_time(value: dt.datetime, format: str = "short") -> str:
     """The time of day of a UTC timestamp, for the viewer's locale and time zone."""
-    return babel_dates.format_time(to_local(value), format=format, locale=get_locale())
+    return viewer_formats().time(value, format)
 
 
 def format_number(value: int | float) -> str:
     """A number with the locale's grouping (``12,345`` / ``12.345``)."""
-    return babel_numbers.format_decimal(value, locale=get_locale())
+    return viewer_formats().number(value)
 
 
 def format_duration(seconds: float) -> str:
@@ -193,12 +191,93 @@ def format_hour_range(start: dt.datetime) -> str:
     ``13:00 – 14:00`` (fr). Minutes are always shown, since in zones such as
     Asia/Kolkata an hour bucket runs from half past to half past.
     """
-    locale = get_locale()
-    local_start = to_local(start)
-    local_end = to_local(start + dt.timedelta(hours=1))
+    return viewer_formats().hour_range(start)
+
+
+@dataclasses.dataclass(frozen=True)
+class Formats:
+    """The ``format_*`` helpers bound to one locale and time zone.
+
+    :func:`viewer_formats` looks the viewer's up once: a page that formats
+    hundreds of values (the status charts) saves the lookups, and formatted
+    dates are cached, since each refresh labels the same hours again.
+    """
+
+    locale: Locale
+    tz: dt.tzinfo
+
+    def to_local(self, value: dt.datetime) -> dt.datetime:
+        """A naive UTC timestamp in this time zone."""
+        return _as_zone(value, self.tz)
+
+    def datetime(self, value: dt.datetime | None, format: str = "medium") -> str:
+        """See :func:`format_datetime`."""
+        return "" if value is None else _format_datetime(value, format, self.locale, self.tz)
+
+    def time(self, value: dt.datetime, format: str = "short") -> str:
+        """See :func:`format_time`."""
+        return _format_time(value, format, self.locale, self.tz)
+
+    def hour_range(self, start: dt.datetime) -> str:
+        """See :func:`format_hour_range`."""
+        return _format_hour_range(start, self.locale, self.tz)
+
+    @functools.cached_property
+    def _group(self) -> str | None:
+        return _plain_group_symbol(self.locale)
+
+    def number(self, value: int | float) -> str:
+        """See :func:`format_number`."""
+        group = self._group
+        if group is not None and type(value) is int and value >= 0:
+            return f"{value:,}".replace(",", group)
+        return babel_numbers.format_decimal(value, locale=self.locale)
+
+
+def viewer_formats() -> Formats:
+    """Formatting in the viewer's locale and time zone, looked up now."""
+    return Formats(get_locale(), get_timezone())
+
+
+def _as_zone(value: dt.datetime, tz: dt.tzinfo) -> dt.datetime:
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=dt.timezone.utc)
+    return value.astimezone(tz)
+
+
+# Formatting a date is pure (value, pattern, locale, zone) but costs Babel tens of microseconds.
+@functools.lru_cache(maxsize=4096)
+def _format_datetime(value: dt.datetime, format: str, locale: Locale, tz: dt.tzinfo) -> str:
+    return babel_dates.format_datetime(_as_zone(value, tz), format=format, locale=locale)
+
+
+@functools.lru_cache(maxsize=1024)
+def _format_time(value: dt.datetime, format: str, locale: Locale, tz: dt.tzinfo) -> str:
+    return babel_dates.format_time(_as_zone(value, tz), format=format, locale=locale)
+
+
+@functools.lru_cache(maxsize=1024)
+def _format_hour_range(start: dt.datetime, locale: Locale, tz: dt.tzinfo) -> str:
+    local_start = _as_zone(start, tz)
+    local_end = _as_zone(start + dt.timedelta(hours=1), tz)
     return babel_dates.format_interval(
         local_start, local_end, skeleton=_hour_minute_skeleton(locale), tzinfo=local_start.tzinfo, locale=locale
     )
+
+
+@functools.lru_cache(maxsize=64)
+def _plain_group_symbol(locale: Locale) -> str | None:
+    """The locale's group separator if Babel groups whole numbers by threes (``1.234.567``), else ``None``.
+
+    Then a non-negative integer is formatted by Python's own grouping, Babel's
+    result without its cost; other locales (``12,34,567`` in hi_IN) and other
+    values go through Babel.
+    """
+    group = babel_numbers.get_group_symbol(locale)
+    probes = (0, 7, 1234, 12345, 123456, 1234567, 1234567890)
+    if all(babel_numbers.format_decimal(n, locale=locale) == f"{n:,}".replace(",", group) for n in probes):
+        return group
+    return None
 
 
 def _hour_minute_skeleton(locale: Locale) -> str:

@@ -412,10 +412,15 @@ def throughput_history(
     )
     counts: dict[tuple[str, Direction], list[int]] = {}
     seen: set[str] = set()
-    for row in result:
-        key = (row.object_type, Direction(row.direction))
-        seen.add(row.object_type)
-        counts.setdefault(key, [0] * hours)[index[row.hour]] = int(row.synced or 0)
+    directions = {d.value: d for d in Direction}
+    # Up to hours × objects × directions rows on every page load: plain tuples, no per-row enum call.
+    for hour, object_type, direction, synced in result.all():
+        key = (object_type, directions[direction])
+        values = counts.get(key)
+        if values is None:
+            values = counts[key] = [0] * hours
+            seen.add(object_type)
+        values[index[hour]] = int(synced or 0)
     series = {
         (name, direction): tuple(counts.get((name, direction), [0] * hours))
         for name in ordered_objects(settings, seen)

@@ -74,15 +74,23 @@ class ChartMaker:
 
     def __init__(self, history: status_data.History) -> None:
         self.history = history
-        self.buckets = [f"{i18n.format_datetime(h, 'EEE')} {i18n.format_hour_range(h)}" for h in history.hours]
+        # A page draws a few hundred bars: look the viewer's locale and zone up once.
+        self.formats = i18n.viewer_formats()
+        self.buckets = [f"{self.formats.datetime(h, 'EEE')} {self.formats.hour_range(h)}" for h in history.hours]
+        self._axis_labels: dict[int, list[str | None]] = {}
 
-    @staticmethod
-    def axis_label(hour: dt.datetime, hours: int) -> str | None:
+    def axis_label(self, hour: dt.datetime, hours: int) -> str | None:
         """Every sixth hour on a day chart, each local midnight (the weekday) on a week chart."""
-        local = i18n.to_local(hour)
+        local = self.formats.to_local(hour)
         if hours <= DAY:
-            return i18n.format_time(hour) if local.hour % 6 == 0 else None
-        return i18n.format_datetime(hour, "EEE") if local.hour == 0 else None
+            return self.formats.time(hour) if local.hour % 6 == 0 else None
+        return self.formats.datetime(hour, "EEE") if local.hour == 0 else None
+
+    def axis_labels(self, hours: int) -> list[str | None]:
+        """The axis labels of a chart of the last ``hours`` hours."""
+        if hours not in self._axis_labels:
+            self._axis_labels[hours] = [self.axis_label(h, hours) for h in self.history.hours[-hours:]]
+        return self._axis_labels[hours]
 
     def chart(self, object_type: str | None, label: str, hours: int) -> Markup:
         """The last ``hours`` hours of ``object_type`` (``None``: all), stacked by direction."""
@@ -92,7 +100,7 @@ class ChartMaker:
         chart = BarChart(
             title=f"{label} – {title}",
             buckets=self.buckets[first:],
-            axis_labels=[self.axis_label(h, hours) for h in window.hours],
+            axis_labels=self.axis_labels(hours),
             series=[
                 ChartSeries(
                     key=d.value,
@@ -106,7 +114,7 @@ class ChartMaker:
             partial_note=gettext("(so far)"),
             empty_text=gettext("No records synced"),
         )
-        return render_bar_chart(chart, format_number=i18n.format_number)
+        return render_bar_chart(chart, format_number=self.formats.number)
 
     def charts(self, objects: Sequence[tuple[str | None, str]], ranges: Sequence[int]) -> list[ObjectCharts]:
         """The charts of each (object type, label) over each range (in hours)."""
