@@ -16,7 +16,7 @@ import sqlalchemy as sa
 
 STATUS = "/admin/dynamics/status/"
 PAGES = ["", "?view=last_hour", "details/Lead", "json", "metrics"]
-QUEUE_INDEX = "ix_dynamics_sync_queue_state_object_type_operation_queued_at"
+QUEUE_INDEX = "ix_dynamics_sync_queue_state_object_type_operation_direction_queued_at"
 
 
 @pytest.fixture

@@ -66,8 +66,10 @@ class QueueItem(Base):
     __tablename__ = TABLE_PREFIX + "queue"
     __table_args__ = (
         sa.UniqueConstraint("object_type", "record_id", "direction"),
-        # Backlog counts and oldest pending per object and operation: an index-only range.
-        sa.Index(None, "state", "object_type", "operation", "queued_at"),
+        # Backlog counts per object and operation (and direction: the rollup's snapshots,
+        # the Prometheus gauges) are index-only ranges; the oldest pending record of an
+        # object and operation is one seek per direction.
+        sa.Index(None, "state", "object_type", "operation", "direction", "queued_at"),
         # Claim: the oldest claimable records first.
         sa.Index(None, "state", "queued_at"),
         TABLE_OPTIONS,

@@ -10,9 +10,9 @@ What each panel reads, and why it stays cheap at scale:
 
 * **Backlog** and **details**: ``dynamics_sync_queue`` rows with state
   ``pending`` (claimed rows included: they are not synced yet; parked rows are
-  failures and belong to *Sync Errors*). Counts and oldest records are range
-  reads of the index ``(state, object_type, operation, queued_at)``, built for
-  exactly this; the per-object page reads it index-only.
+  failures and belong to *Sync Errors*). Counts are index-only range reads of
+  the index ``(state, object_type, operation, direction, queued_at)``, built
+  for exactly this; an oldest record is one seek of it per direction.
 * **Last hour**, **history** and **metrics**: only ``dynamics_sync_hourly``,
   by primary-key range on ``hour``; never the raw events.
 * **Growing / Normal**: the latest ``dynamics_sync_backlog_snapshot`` taken at
@@ -110,9 +110,9 @@ def backlog_groups(
 ) -> list[BacklogGroup]:
     """Pending records per object type and operation, oldest ``queued_at`` included.
 
-    One range read of the queue index ``(state, object_type, operation,
-    queued_at)``: index-only unless ``by_direction`` (the Prometheus gauges)
-    asks for the direction too, which the index does not hold.
+    One index-only range read of the queue index ``(state, object_type,
+    operation, direction, queued_at)``, split by direction too when
+    ``by_direction`` (the Prometheus gauges).
     """
     columns: list[t.Any] = [_queue.c.object_type, _queue.c.operation]
     if by_direction:
@@ -217,25 +217,31 @@ class OldestRecord:
 def oldest_record(
     conn: Connection, object_type: str, operation: Operation, now: dt.datetime
 ) -> OldestRecord | None:
-    """The longest-waiting pending record of ``object_type`` and ``operation``: one index seek."""
-    row = conn.execute(
-        sa.select(
-            _queue.c.record_id,
-            _queue.c.label,
-            _queue.c.direction,
-            _queue.c.queued_at,
-            _queue.c.attempts,
-            _queue.c.claim_token,
-            _queue.c.claimed_until,
-        )
-        .where(
-            _queue.c.state == QueueState.PENDING.value,
-            _queue.c.object_type == object_type,
-            _queue.c.operation == operation.value,
-        )
-        .order_by(_queue.c.queued_at, _queue.c.id)
-        .limit(1)
-    ).first()
+    """The longest-waiting pending record of ``object_type`` and ``operation``: one index seek per direction."""
+    candidates = [
+        conn.execute(
+            sa.select(
+                _queue.c.record_id,
+                _queue.c.label,
+                _queue.c.direction,
+                _queue.c.queued_at,
+                _queue.c.attempts,
+                _queue.c.claim_token,
+                _queue.c.claimed_until,
+                _queue.c.id,
+            )
+            .where(
+                _queue.c.state == QueueState.PENDING.value,
+                _queue.c.object_type == object_type,
+                _queue.c.operation == operation.value,
+                _queue.c.direction == direction.value,
+            )
+            .order_by(_queue.c.queued_at, _queue.c.id)
+            .limit(1)
+        ).first()
+        for direction in Direction
+    ]
+    row = min((c for c in candidates if c is not None), key=lambda c: (c.queued_at, c.id), default=None)
     if row is None:
         return None
     claimed = row.claim_token is not None and row.claimed_until is not None and row.claimed_until >= now

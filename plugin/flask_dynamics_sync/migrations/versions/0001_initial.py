@@ -67,7 +67,7 @@ def upgrade() -> None:
         ),
         **TABLE_OPTIONS,
     )
-    index("dynamics_sync_queue", "state", "object_type", "operation", "queued_at")
+    index("dynamics_sync_queue", "state", "object_type", "operation", "direction", "queued_at")
     index("dynamics_sync_queue", "state", "queued_at")
 
     op.create_table(
