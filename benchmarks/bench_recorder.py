@@ -121,7 +121,7 @@ def _host_app(url: str):
 
 def bench_batch_enqueue(url: str, changes: int, repeat: int = 3) -> Figure:
     reset_database(url)
-    app, db, sync = make_app(url)
+    app, db, sync = make_app(url, frozen=False)
     rates = []
     with app.app_context():
         batch = [Change("Lead", i, "insert", label=f"Lead {i}") for i in range(changes)]
@@ -147,7 +147,7 @@ def bench_batch_enqueue(url: str, changes: int, repeat: int = 3) -> Figure:
 
 def bench_claim_and_mark_synced(url: str, records: int, batch_size: int = 500, repeat: int = 3) -> Figure:
     reset_database(url)
-    app, db, sync = make_app(url)
+    app, db, sync = make_app(url, frozen=False)
     rates = []
     with app.app_context():
         changes = [Change("Contact", i, "update") for i in range(records)]

@@ -1,131 +1,243 @@
-"""Bulk seeding at scale: driver-level executemany in chunks, deterministic data."""
+"""Bulk seeding at scale: deterministic, time-ordered rows written at driver level.
+
+Rows are generated in chunks as tuples (columns drawn with ``random.choices``,
+timestamps formatted once per second) and written with the fastest plain path
+each driver has: ``executemany`` on SQLite (and MariaDB), ``COPY`` on
+PostgreSQL. Timestamps are strings in the format SQLAlchemy stores on SQLite
+(``YYYY-MM-DD HH:MM:SS.ffffff``), which PostgreSQL and MariaDB parse as well.
+
+Rows come in time order (ids grow with time), as a live system appends them.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
+import heapq
 import itertools
 import random
+from collections.abc import Iterable
 from collections.abc import Iterator
+from collections.abc import Sequence
 
 import sqlalchemy as sa
 
+from flask_dynamics_sync.models import BacklogSnapshot
 from flask_dynamics_sync.models import HourlyThroughput
+from flask_dynamics_sync.models import JobState
 from flask_dynamics_sync.models import QueueItem
 from flask_dynamics_sync.models import SyncError
 from flask_dynamics_sync.models import SyncEvent
 
+#: The benchmarks' "now": every data set ends here and every app's clock is frozen on it.
+NOW = dt.datetime(2026, 3, 10, 14, 20)
+
 OBJECTS = ("Lead", "Contact", "Account", "Opportunity")
+OBJECT_WEIGHTS = (4, 3, 2, 1)
 DIRECTIONS = ("to_dynamics", "from_dynamics")
+OPERATIONS = ("insert", "update")
 CODES = (
     ("0x80040237", "Cannot insert duplicate key."),
-    ("0x80040220", "Principal user (Id=8f3a…) is missing prvCreateLead privilege."),
+    ("0x80040220", "Principal user (Id=8f3a1c2e-0b7d-4c55-9e0a-5d2f6b7c8a91) is missing prvCreateLead privilege."),
     ("0x80072322", "Number of concurrent requests exceeded the limit of 52."),
     ("0x80060891", "A record with the specified key values does not exist in account entity."),
     ("0x80044331", "A validation error occurred. The length of the 'firstname' attribute exceeded the maximum."),
 )
-CHUNK = 20_000
+#: Every :data:`RARE_EVERY`-th error carries this word (a search that matches few rows).
+RARE_WORD = "quota"
+RARE_EVERY = 1000
+CHUNK = 50_000
 
 
-def _insert(engine: sa.Engine, table: sa.Table, rows: Iterator[dict]) -> int:
-    """Insert ``rows`` in chunks through SQLAlchemy Core executemany (fast on every driver)."""
+def stamp(moment: dt.datetime) -> str:
+    """A timestamp as SQLAlchemy stores it on SQLite (and every backend parses)."""
+    return moment.strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+def spread_stamps(count: int, start: dt.datetime, end: dt.datetime, rng: random.Random) -> Iterator[str]:
+    """``count`` increasing timestamps spread evenly over ``[start, end)`` with jitter."""
+    span = (end - start).total_seconds()
+    step = span / max(count, 1)
+    second, prefix = -1, ""
+    for i in range(count):
+        offset = (i + rng.random()) * step
+        whole = int(offset)
+        if whole != second:  # format the date part once per second
+            second, prefix = whole, (start + dt.timedelta(seconds=whole)).strftime("%Y-%m-%d %H:%M:%S.")
+        yield f"{prefix}{int((offset - whole) * 1_000_000):06d}"
+
+
+# -- writing ----------------------------------------------------------------------
+
+
+def bulk_insert(engine: sa.Engine, table: sa.Table, columns: Sequence[str], rows: Iterable[tuple]) -> int:
+    """Write ``rows`` (tuples in ``columns`` order) in one transaction; returns how many."""
+    names = ", ".join(columns)
+    raw = engine.raw_connection()
     total = 0
-    with engine.begin() as conn:
-        while chunk := list(itertools.islice(rows, CHUNK)):
-            conn.execute(table.insert(), chunk)
-            total += len(chunk)
+    try:
+        cursor = raw.cursor()
+        if engine.dialect.name == "postgresql":
+            with cursor.copy(f"COPY {table.name} ({names}) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row(row)
+                    total += 1
+        else:
+            marks = ", ".join(["?" if engine.dialect.name == "sqlite" else "%s"] * len(columns))
+            if engine.dialect.name == "sqlite":
+                cursor.execute("PRAGMA synchronous=OFF")
+            sql = f"INSERT INTO {table.name} ({names}) VALUES ({marks})"
+            iterator = iter(rows)
+            while chunk := list(itertools.islice(iterator, CHUNK)):
+                cursor.executemany(sql, chunk)
+                total += len(chunk)
+        raw.commit()
+    finally:
+        raw.close()
     return total
 
 
-def seed_queue(engine: sa.Engine, total: int, pending: int, now: dt.datetime) -> int:
-    """``total`` queue rows of which ``pending`` wait (the rest parked), ages up to two days."""
+def _chunked(count: int) -> Iterator[int]:
+    for begin in range(0, count, CHUNK):
+        yield min(CHUNK, count - begin)
+
+
+# -- tables -----------------------------------------------------------------------
+
+
+def seed_queue(engine: sa.Engine, total: int, pending: int, now: dt.datetime = NOW) -> int:
+    """``total`` queue rows: ``pending`` waiting since the last two days (one in a hundred
+    claimed by a worker), the others parked after three attempts over the last 30 days.
+
+    Rows are written in ``queued_at`` order, as records start waiting, so the
+    pending ones sit among the recently parked ones at the end of the table.
+    """
     rng = random.Random(1)
+    parked = spread_stamps(total - pending, now - dt.timedelta(days=30), now, rng)
+    waiting = spread_stamps(pending, now - dt.timedelta(days=2), now, rng)
+    stamps = heapq.merge(((s, False) for s in parked), ((s, True) for s in waiting))
+    claimed_until = stamp(now + dt.timedelta(minutes=5))
 
-    def rows() -> Iterator[dict]:
-        for i in range(total):
-            queued = now - dt.timedelta(seconds=rng.randrange(1, 172_800))
-            yield {
-                "object_type": OBJECTS[i % 4],
-                "record_id": f"rec-{i:08d}",
-                "direction": DIRECTIONS[(i // 4) % 2],
-                "operation": "insert" if rng.random() < 0.3 else "update",
-                "state": "pending" if i < pending else "parked",
-                "label": f"Record {i}",
-                "queued_at": queued,
-                "changed_at": queued,
-                "not_before": queued,
-                "change_count": 1,
-                "attempts": 0 if i < pending else 3,
-            }
+    def rows() -> Iterator[tuple]:
+        i = 0
+        for size in _chunked(total):
+            objects = rng.choices(OBJECTS, OBJECT_WEIGHTS, k=size)
+            operations = rng.choices(OPERATIONS, (3, 7), k=size)
+            for obj, op, (queued, is_pending) in zip(objects, operations, stamps):
+                claimed = is_pending and i % 100 == 0
+                yield (
+                    obj, f"rec-{i:08d}", DIRECTIONS[(i // 7) % 2], op,
+                    "pending" if is_pending else "parked", f"Record {i}", queued, queued, queued,
+                    1, 0 if is_pending else 3,
+                    f"{i:032x}" if claimed else None, claimed_until if claimed else None,
+                )
+                i += 1
 
-    return _insert(engine, QueueItem.__table__, rows())
+    columns = ("object_type", "record_id", "direction", "operation", "state", "label", "queued_at",
+               "changed_at", "not_before", "change_count", "attempts", "claim_token", "claimed_until")
+    return bulk_insert(engine, QueueItem.__table__, columns, rows())
 
 
-def event_rows(count: int, start: dt.datetime, end: dt.datetime, seed: int = 2) -> Iterator[dict]:
-    """``count`` sync events spread uniformly over [start, end)."""
+def seed_events(engine: sa.Engine, count: int, start: dt.datetime, end: dt.datetime, seed: int = 2) -> int:
+    """``count`` sync events spread evenly over ``[start, end)``."""
     rng = random.Random(seed)
-    span = (end - start).total_seconds()
-    for i in range(count):
-        yield {
-            "object_type": OBJECTS[rng.randrange(4)],
-            "record_id": f"rec-{i:08d}",
-            "operation": "insert" if rng.random() < 0.3 else "update",
-            "direction": DIRECTIONS[0] if rng.random() < 0.8 else DIRECTIONS[1],
-            "synced_at": start + dt.timedelta(seconds=rng.random() * span),
-            "latency_ms": rng.randrange(50, 90_000),
-        }
+    stamps = spread_stamps(count, start, end, rng)
+
+    def rows() -> Iterator[tuple]:
+        i = 0
+        for size in _chunked(count):
+            objects = rng.choices(OBJECTS, OBJECT_WEIGHTS, k=size)
+            operations = rng.choices(OPERATIONS, (3, 7), k=size)
+            directions = rng.choices(DIRECTIONS, (8, 2), k=size)
+            latencies = [rng.randrange(50, 90_000) for _ in range(size)]
+            for obj, op, direction, latency in zip(objects, operations, directions, latencies):
+                yield obj, f"rec-{i % 400_000:08d}", op, direction, next(stamps), latency
+                i += 1
+
+    columns = ("object_type", "record_id", "operation", "direction", "synced_at", "latency_ms")
+    return bulk_insert(engine, SyncEvent.__table__, columns, rows())
 
 
-def seed_events(engine: sa.Engine, count: int, start: dt.datetime, end: dt.datetime) -> int:
-    return _insert(engine, SyncEvent.__table__, event_rows(count, start, end))
-
-
-def seed_errors(engine: sa.Engine, count: int, now: dt.datetime) -> int:
-    """``count`` errors over the last 30 days; every 1000th message carries the word 'quota'."""
+def seed_errors(engine: sa.Engine, count: int, now: dt.datetime = NOW, days: float = 30) -> int:
+    """``count`` errors over the last ``days`` days; every 1000th message says 'quota';
+    every 97th record label starts with ``=`` (a formula a spreadsheet must not run)."""
     rng = random.Random(3)
+    stamps = spread_stamps(count, now - dt.timedelta(days=days), now, rng)
+    states = ("open", "retried", "ignored", "resolved")
 
-    def rows() -> Iterator[dict]:
-        for i in range(count):
-            code, message = CODES[i % len(CODES)]
-            if i % 1000 == 0:
-                message = "API quota exhausted for this organization."
-            yield {
-                "object_type": OBJECTS[i % 4],
-                "record_id": f"rec-{i:08d}",
-                "record_label": f"=Contact {i}" if i % 97 == 0 else f"Contact {i}",
-                "operation": "insert" if i % 3 == 0 else "update",
-                "direction": DIRECTIONS[i % 2],
-                "error_code": code,
-                "error_message": message,
-                "occurred_at": now - dt.timedelta(seconds=rng.randrange(0, 30 * 86_400)),
-                "attempt": 1 + i % 5,
-                "state": ("open", "retried", "ignored", "resolved")[i % 4],
-            }
+    def rows() -> Iterator[tuple]:
+        i = 0
+        for size in _chunked(count):
+            objects = rng.choices(OBJECTS, OBJECT_WEIGHTS, k=size)
+            codes = rng.choices(CODES, k=size)
+            chosen = rng.choices(states, (5, 2, 1, 2), k=size)
+            for obj, (code, message), state in zip(objects, codes, chosen):
+                if i % RARE_EVERY == 0:
+                    message = f"API {RARE_WORD} exhausted for this organization."
+                yield (
+                    obj, f"rec-{i:08d}", f"=Contact {i}" if i % 97 == 0 else f"Contact {i}",
+                    OPERATIONS[i % 3 != 0], DIRECTIONS[i % 2], code, message, next(stamps),
+                    1 + i % 5, state,
+                )
+                i += 1
 
-    return _insert(engine, SyncError.__table__, rows())
+    columns = ("object_type", "record_id", "record_label", "operation", "direction", "error_code",
+               "error_message", "occurred_at", "attempt", "state")
+    return bulk_insert(engine, SyncError.__table__, columns, rows())
 
 
-def seed_hourly(engine: sa.Engine, now: dt.datetime, days: int = 8) -> int:
-    """Hourly throughput rows for the last ``days`` days (what the rollup would have written)."""
+def seed_hourly(engine: sa.Engine, now: dt.datetime = NOW, days: int = 8, per_hour: int = 40_000) -> int:
+    """Hourly throughput rows for the last ``days`` days, about ``per_hour`` records an hour."""
     rng = random.Random(4)
     current = now.replace(minute=0, second=0, microsecond=0)
+    computed = stamp(now)
 
-    def rows() -> Iterator[dict]:
-        for h in range(days * 24):
-            hour = current - dt.timedelta(hours=h + 1)
-            for obj in OBJECTS:
-                for op in ("insert", "update"):
+    def rows() -> Iterator[tuple]:
+        for h in range(days * 24, -1, -1):  # the current hour too
+            hour = stamp(current - dt.timedelta(hours=h))
+            for obj, weight in zip(OBJECTS, OBJECT_WEIGHTS):
+                for op, op_share in zip(OPERATIONS, (0.3, 0.7)):
+                    for direction, dir_share in zip(DIRECTIONS, (0.8, 0.2)):
+                        count = int(per_hour * weight / 10 * op_share * dir_share * rng.uniform(0.5, 1.5))
+                        yield hour, obj, op, direction, count, rng.randrange(0, 40), count * 2_000, 60_000, computed
+
+    columns = ("hour", "object_type", "operation", "direction", "synced_count", "failed_count",
+               "latency_sum_ms", "latency_max_ms", "computed_at")
+    return bulk_insert(engine, HourlyThroughput.__table__, columns, rows())
+
+
+def seed_snapshots(engine: sa.Engine, now: dt.datetime = NOW, days: int = 7, pending: int = 50_000) -> int:
+    """A backlog snapshot every five minutes for ``days`` days (what the rollup jobs write)."""
+    rng = random.Random(5)
+    first = now.replace(second=0, microsecond=0) - dt.timedelta(days=days)
+
+    def rows() -> Iterator[tuple]:
+        for k in range(days * 24 * 12):
+            taken = stamp(first + dt.timedelta(minutes=5 * k))
+            for obj, weight in zip(OBJECTS, OBJECT_WEIGHTS):
+                for op in OPERATIONS:
                     for direction in DIRECTIONS:
-                        count = rng.randrange(100, 4_000)
-                        yield {
-                            "hour": hour,
-                            "object_type": obj,
-                            "operation": op,
-                            "direction": direction,
-                            "synced_count": count,
-                            "failed_count": rng.randrange(0, 40),
-                            "latency_sum_ms": count * 2_000,
-                            "latency_max_ms": 60_000,
-                            "computed_at": hour + dt.timedelta(hours=1, minutes=5),
-                        }
+                        yield taken, obj, op, direction, int(pending * weight / 40 * rng.uniform(0.6, 1.2))
 
-    return _insert(engine, HourlyThroughput.__table__, rows())
+    columns = ("taken_at", "object_type", "operation", "direction", "pending_count")
+    return bulk_insert(engine, BacklogSnapshot.__table__, columns, rows())
+
+
+def seed_rollup_job(engine: sa.Engine, now: dt.datetime = NOW) -> None:
+    """The ``rollup`` job's bookkeeping row, as after its last hourly run."""
+    finished = now.replace(minute=5, second=0, microsecond=0)
+    with engine.begin() as conn:
+        conn.execute(
+            sa.insert(JobState.__table__).values(
+                name="rollup", last_started_at=finished - dt.timedelta(seconds=2), last_finished_at=finished,
+                last_status="ok", next_run_at=finished + dt.timedelta(hours=1),
+                watermark=finished.replace(minute=0) - dt.timedelta(hours=3),
+            )
+        )
+
+
+def analyze(engine: sa.Engine) -> None:
+    """PostgreSQL: vacuum and analyze, as autovacuum would have by now (index-only scans need it)."""
+    if engine.dialect.name != "postgresql":
+        return
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.exec_driver_sql("VACUUM ANALYZE")
