@@ -24,6 +24,7 @@ import csv
 import dataclasses
 import datetime as dt
 import io
+import itertools
 import json
 import os
 import tempfile
@@ -293,5 +294,13 @@ def export_response(
     filename: str,
     now: dt.datetime,
 ) -> Response:
-    """Stream the rows of ``stmt`` (built on :func:`select_columns`) as a download made at ``now``."""
-    return export_format.respond(lambda: iter_row_chunks(engine, stmt, chunk_size), filename, now)
+    """Stream the rows of ``stmt`` (built on :func:`select_columns`) as a download made at ``now``.
+
+    The query runs and its first chunk is read before the response starts: a
+    database that does not answer gets the error page (503), never a download
+    cut off after its header row.
+    """
+    rows = iter_row_chunks(engine, stmt, chunk_size)
+    first = next(rows, None)
+    started = rows if first is None else itertools.chain((first,), rows)
+    return export_format.respond(lambda: started, filename, now)

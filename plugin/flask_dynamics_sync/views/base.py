@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import typing as t
 
+from flask import Blueprint
 from flask import abort
 from flask.typing import ResponseReturnValue
 
 from .. import i18n
+from .db_errors import register_database_error_handler
 
 if t.TYPE_CHECKING:
     from ..extension import DynamicsSync
@@ -38,6 +40,12 @@ class PluginViewMixin:
             return False
         policy = self.sync.can_act
         return True if policy is None else bool(policy())
+
+    def create_blueprint(self, admin: t.Any) -> Blueprint:
+        blueprint = super().create_blueprint(admin)  # type: ignore[misc]
+        # 503 with a plain message while the database is away: on the plugin's URLs only.
+        register_database_error_handler(blueprint, self)
+        return blueprint
 
     def inaccessible_callback(self, name: str, **kwargs: t.Any) -> ResponseReturnValue:
         # The host's own reaction (e.g. a redirect to its login page) when it has one.

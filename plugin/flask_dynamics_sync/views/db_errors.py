@@ -1,0 +1,112 @@
+"""What the plugin's pages answer while the database cannot be reached: 503 and a plain message.
+
+The handler is registered on each plugin view's own blueprint
+(:meth:`~.base.PluginViewMixin.create_blueprint`), so it answers for the
+plugin's URLs only and never changes how the host's other pages fail.
+
+* HTML pages (and exports) get the console's layout with a short message, or a
+  bare page if even the layout cannot be drawn (a host menu that reads the
+  database); the JSON endpoint gets ``{"error": "database_unavailable", ...}``
+  and the Prometheus endpoint plain text. All with status 503, a
+  ``Retry-After`` header and no traceback; the exception goes to the log.
+* Nothing is kept between requests: SQLAlchemy discards pooled connections of
+  a server that went away, so the first request after the database is back is
+  served normally. ``SQLALCHEMY_ENGINE_OPTIONS={"pool_pre_ping": True}``
+  spares even the first request on a connection the server dropped while idle.
+
+Only errors that say the database is unreachable or busy are handled
+(:data:`DATABASE_UNAVAILABLE`); a programming error (a missing table, bad SQL)
+stays an ordinary 500, because retrying will not help.
+"""
+
+from __future__ import annotations
+
+import logging
+import typing as t
+
+import sqlalchemy as sa
+from flask import Blueprint
+from flask import Response
+from flask import jsonify
+from flask import request
+from markupsafe import Markup
+from markupsafe import escape
+
+from ..i18n import gettext
+
+if t.TYPE_CHECKING:
+    from .base import PluginViewMixin
+
+logger = logging.getLogger(__name__)
+
+#: Errors meaning "the database cannot be used right now": connection refused or lost, server
+#: gone, SQLite's "database is locked" (all ``OperationalError``), a dead driver connection
+#: (``InterfaceError``), no pooled connection free within ``pool_timeout`` (``TimeoutError``).
+DATABASE_UNAVAILABLE: tuple[type[Exception], ...] = (
+    sa.exc.OperationalError,
+    sa.exc.InterfaceError,
+    sa.exc.DisconnectionError,
+    sa.exc.TimeoutError,
+)
+
+#: Seconds a client is asked to wait before trying again.
+RETRY_AFTER_SECONDS = 30
+
+TEMPLATE = "dynamics_sync/db_unavailable.html"
+
+
+def unavailable_title() -> str:
+    return gettext("Database unavailable")
+
+
+def unavailable_message() -> str:
+    return gettext("The database does not answer right now. Nothing is lost: try again in a moment.")
+
+
+def _bare_page(title: str, message: str) -> str:
+    return Markup(
+        '<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>{title}</title></head>'
+        '<body><h1>{title}</h1><p class="ds-db-unavailable">{message}</p></body></html>\n'
+    ).format(title=title, message=message)
+
+
+def _html(view: PluginViewMixin, title: str, message: str) -> str:
+    try:
+        return view.render(  # type: ignore[attr-defined, no-any-return]
+            TEMPLATE, **{**view.plugin_template_args(), "title": title, "message": message}
+        )
+    except Exception:  # noqa: BLE001 - the layout itself needs the database (e.g. a host menu)
+        logger.debug("the console layout could not be drawn without the database", exc_info=True)
+        return _bare_page(escape(title), escape(message))
+
+
+def _rollback(view: PluginViewMixin) -> None:
+    """Leave the host's session usable for whatever else runs in this request (teardown, layout)."""
+    try:
+        view.sync._state().db.session.rollback()
+    except Exception:  # noqa: BLE001 - a dead connection cannot roll back; the pool drops it
+        pass
+
+
+def unavailable_response(view: PluginViewMixin, exc: Exception) -> Response:
+    """The 503 answer to ``exc`` for the endpoint being served."""
+    logger.error("Flask-Dynamics-Sync: database unavailable on %s %s", request.method, request.path, exc_info=exc)
+    _rollback(view)
+    title, message = unavailable_title(), unavailable_message()
+    endpoint = (request.endpoint or "").rsplit(".", 1)[-1]
+    if endpoint == "json":
+        response = jsonify(error="database_unavailable", message=message)
+    elif endpoint == "metrics":
+        response = Response(message + "\n", content_type="text/plain; charset=utf-8")
+    else:
+        response = Response(_html(view, title, message), content_type="text/html; charset=utf-8")
+    response.status_code = 503
+    response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+    response.cache_control.no_store = True
+    return response
+
+
+def register_database_error_handler(blueprint: Blueprint, view: PluginViewMixin) -> None:
+    """Answer :data:`DATABASE_UNAVAILABLE` errors of ``view``'s endpoints with a 503 page."""
+    for error in DATABASE_UNAVAILABLE:
+        blueprint.register_error_handler(error, lambda exc: unavailable_response(view, exc))
