@@ -111,11 +111,11 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 
 
 class Worker:
-    """A running ``jobs_worker`` process, read line by line with timeouts (never hangs a test)."""
+    """A running ``jobs_worker`` process (or another worker ``module``), read line by line with timeouts."""
 
-    def __init__(self, mode: str, *args: object) -> None:
+    def __init__(self, mode: str, *args: object, module: str = "tests.workers.jobs_worker") -> None:
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "tests.workers.jobs_worker", mode, *map(str, args)],
+            [sys.executable, "-m", module, mode, *map(str, args)],
             cwd=ROOT,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
