@@ -10,15 +10,20 @@ in almost every row, turning the search into a scan of the whole table: next to
 longer terms it is ignored (``out of range`` looks for ``out`` and ``range``);
 in a search of short terms only, each must *equal* a record id or an error
 code (``42`` finds record 42; both columns are indexed). Longer terms use ``ILIKE '%term%'`` on PostgreSQL, which a trigram index
-(``pg_trgm``, see the README) answers without scanning; MariaDB and SQLite
-compare ``lower(column) LIKE lower(pattern)``, the same semantics.
+(``pg_trgm``, see the README) answers without scanning; MariaDB compares
+``lower(column) LIKE lower(pattern)``, the same semantics. SQLite's own ``LIKE``
+already ignores case as its ``lower()`` does (ASCII letters), so there it is a
+plain ``LIKE``: a third of the cost of a scan.
 """
 
 from __future__ import annotations
 
 import re
+import typing as t
 
 import sqlalchemy as sa
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.visitors import InternalTraversal
 
 from .models import SyncError
 
@@ -70,10 +75,36 @@ def escape_like(term: str) -> str:
     )
 
 
+class ContainsIgnoringCase(sa.ColumnElement[bool]):
+    """``column ILIKE pattern ESCAPE '/'``, compiled as a plain ``LIKE`` on SQLite."""
+
+    inherit_cache = True
+    type = sa.Boolean()
+    _is_implicitly_boolean = True  # a predicate: no "= 1" on databases without a boolean type
+    _traverse_internals = [
+        ("ilike", InternalTraversal.dp_clauseelement),
+        ("like", InternalTraversal.dp_clauseelement),
+    ]
+
+    def __init__(self, column: t.Any, pattern: str) -> None:
+        self.ilike = column.ilike(pattern, escape=LIKE_ESCAPE)
+        self.like = column.like(pattern, escape=LIKE_ESCAPE)
+
+
+@compiles(ContainsIgnoringCase)
+def _compile_ilike(element: ContainsIgnoringCase, compiler: t.Any, **kw: t.Any) -> str:
+    return compiler.process(element.ilike, **kw)
+
+
+@compiles(ContainsIgnoringCase, "sqlite")
+def _compile_sqlite_like(element: ContainsIgnoringCase, compiler: t.Any, **kw: t.Any) -> str:
+    return compiler.process(element.like, **kw)
+
+
 def term_condition(term: str) -> sa.ColumnElement[bool]:
     """The condition one term puts on an error row: contained in one of the searched columns."""
     pattern = f"%{escape_like(term)}%"
-    return sa.or_(*(column.ilike(pattern, escape=LIKE_ESCAPE) for column in SEARCH_COLUMNS))
+    return sa.or_(*(ContainsIgnoringCase(column, pattern) for column in SEARCH_COLUMNS))
 
 
 def exact_condition(term: str) -> sa.ColumnElement[bool]:

@@ -443,6 +443,13 @@ class SyncErrorsView(PluginViewMixin, ModelView):
         inner_sq = inner.limit(self.sync.settings.count_cap + 1).subquery()
         return int(self.session.session.scalar(sa.select(sa.func.count()).select_from(inner_sq)) or 0)
 
+    def matching_ids(self, condition: sa.ColumnElement[bool] | None) -> list[int]:
+        """Ids of the errors ``condition`` selects, at most ``DYNAMICS_SYNC_COUNT_CAP + 1`` of them."""
+        stmt = sa.select(SyncError.id).limit(self.sync.settings.count_cap + 1)
+        if condition is not None:
+            stmt = stmt.where(condition)
+        return list(self.session.session.scalars(stmt))
+
     def count_label(self, count: int) -> str:
         """``1,234`` or, above the cap, ``10,000+``."""
         cap = self.sync.settings.count_cap
@@ -469,11 +476,20 @@ class SyncErrorsView(PluginViewMixin, ModelView):
         query = self.get_query()
         if condition is not None:
             query = query.filter(condition)
-        count = self.capped_count(condition)
+        cap = self.sync.settings.count_cap
+        if execute and search_condition(search) is not None:
+            # A substring search reads every row it cannot rule out: collect the matching
+            # ids in that one pass, count them, and page through them by primary key.
+            ids = self.matching_ids(condition)
+            count = len(ids)
+            if count <= cap:
+                query = self.get_query().filter(SyncError.id.in_(ids))
+        else:
+            count = self.capped_count(condition)
         self._template_args["count_label"] = self.count_label(count)
         self._template_args["match_count"] = count
         query = self._apply_pagination(self._ordered(query, sort_column, sort_desc), page, page_size)
-        exact = count if count <= self.sync.settings.count_cap else None
+        exact = count if count <= cap else None
         return exact, (query.all() if execute else query)
 
     # -- list -----------------------------------------------------------------------
