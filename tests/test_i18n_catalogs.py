@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -178,3 +179,10 @@ def test_the_shipped_mo_files_are_compiled_from_the_po_files(locale: str) -> Non
     compiled = _load(Path(TRANSLATIONS_DIR), locale)
     translated = [m for m in source if m.id and m.string and not m.pluralizable and not m.fuzzy]
     assert [compiled.gettext(m.id) for m in translated] == [m.string for m in translated]
+
+
+def test_french_puts_no_break_spaces_before_double_punctuation() -> None:
+    # An ordinary space there lets the line break before the ":" (typography rule of the fr glossary).
+    catalog = read_catalog(po_path("fr"), "fr")
+    strings = [s for m in catalog if m.id for s in (m.string if isinstance(m.string, tuple) else (m.string,))]
+    assert [s for s in strings if re.search(r" [:;?!]", s)] == []
