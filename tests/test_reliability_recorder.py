@@ -1,4 +1,4 @@
-"""Reliability of the recording API: several processes, killed workers, random input."""
+"""Reliability of the recording API: several processes (syncing and rolling up at once), killed workers, random input."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from hypothesis import settings
 from hypothesis import strategies as st
 
 from flask_dynamics_sync import Change
+from flask_dynamics_sync.models import HourlyThroughput
 from flask_dynamics_sync.models import QueueItem
 from flask_dynamics_sync.models import SyncError
 from flask_dynamics_sync.models import SyncEvent
@@ -27,14 +28,27 @@ WORKERS = 4
 ROUNDS = 40
 
 
-def worker(db_url: str, *args: object) -> subprocess.Popen:
+ROLLERS = 2
+
+
+def worker(db_url: str, *args: object, stdin: int | None = None) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "tests.workers.sync_worker", db_url, *map(str, args)],
         cwd=ROOT,
+        stdin=stdin,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
+
+
+def last_json_line(process: subprocess.Popen, timeout: float = 180) -> dict:
+    """The worker's report: its last line of output, once it exited successfully."""
+    if process.stdin is not None and process.stdin.closed:
+        process.stdin = None  # closed to tell the worker to finish; communicate() must not flush it
+    out, err = process.communicate(timeout=timeout)
+    assert process.returncode == 0, err
+    return json.loads(out.strip().splitlines()[-1])
 
 
 def real_now() -> dt.datetime:
@@ -46,14 +60,35 @@ def keys(conn, table, *where) -> list[str]:
     return [f"{r.object_type}:{r.record_id}" for r in rows]
 
 
+def rollups_and_raw_counts(db) -> tuple[dict, dict]:
+    """(hour, object, operation, direction) -> (synced, failed): the hourly table, and the raw rows counted in Python."""
+    raw: dict[tuple, list[int]] = {}
+    with db.engine.connect() as conn:
+        for column, table, index in ((SyncEvent.synced_at, SyncEvent.__table__, 0),
+                                     (SyncError.occurred_at, SyncError.__table__, 1)):
+            for row in conn.execute(sa.select(table)):
+                hour = getattr(row, column.key).replace(minute=0, second=0, microsecond=0)
+                raw.setdefault((hour, row.object_type, row.operation, row.direction), [0, 0])[index] += 1
+        rolled = {
+            (r.hour, r.object_type, r.operation, r.direction): (r.synced_count, r.failed_count)
+            for r in conn.execute(sa.select(HourlyThroughput.__table__))
+        }
+    return rolled, {key: tuple(value) for key, value in raw.items()}
+
+
 @pytest.mark.slow
-def test_processes_enqueueing_and_draining_at_once_lose_nothing(app, sync, db, db_url, clock):
-    processes = [worker(db_url, "churn", seed, ROUNDS) for seed in range(WORKERS)]
-    reports = []
-    for process in processes:
-        out, err = process.communicate(timeout=180)
-        assert process.returncode == 0, err
-        reports.append(json.loads(out.strip().splitlines()[-1]))
+def test_processes_enqueueing_draining_and_rolling_up_at_once_lose_nothing(app, sync, db, db_url, clock):
+    rollers = [worker(db_url, "rollup-until-eof", stdin=subprocess.PIPE) for _ in range(ROLLERS)]
+    churners = [worker(db_url, "churn", seed, ROUNDS) for seed in range(WORKERS)]
+    reports = [last_json_line(process) for process in churners]
+    for roller in rollers:
+        roller.stdin.close()  # every change is in: one last rollup each, at once
+    runs = [last_json_line(roller)["runs"] for roller in rollers]
+
+    # The rollers' figures, before the drain below adds events at a later (frozen) time.
+    rolled, raw = rollups_and_raw_counts(db)
+    assert rolled == raw
+    assert all(n >= 2 for n in runs)
 
     # Drain what is left, after every backoff has passed.
     clock.set(real_now() + dt.timedelta(days=1))
@@ -155,3 +190,39 @@ def test_random_failures_either_record_an_error_or_raise_a_clear_one(sync, db, c
         stored = conn.execute(sa.select(SyncError.__table__)).one()
     assert len(stored.error_message) <= 2000
     assert "\x00" not in stored.error_message
+
+
+limits = st.one_of(st.integers(min_value=-5, max_value=20_000), anything)
+object_type_lists = st.one_of(st.none(), st.lists(objects, max_size=3), anything)
+leases = st.one_of(st.none(), st.integers(min_value=-5, max_value=10**12), anything)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(limit=limits, object_types=object_type_lists, direction=directions, lease=leases)
+def test_random_claims_either_hand_out_waiting_records_or_raise_a_clear_error(sync, db, limit, object_types,
+                                                                              direction, lease):
+    db.session.execute(sa.delete(QueueItem.__table__))
+    db.session.commit()
+    sync.enqueue_many([Change("Lead", "1", "insert"), Change("Contact", "2", "update", "from_dynamics")])
+    db.session.commit()
+
+    try:
+        claimed = sync.claim(limit, object_types=object_types, direction=direction, lease_seconds=lease)
+    except (ValueError, TypeError) as exc:
+        assert str(exc)
+        with db.engine.connect() as conn:
+            assert conn.scalar(sa.select(sa.func.count()).where(QueueItem.claim_token.is_not(None))) == 0
+        return
+    assert len(claimed) <= 2
+    assert all(isinstance(record.claim_token, str) for record in claimed)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(records=st.one_of(anything, st.lists(anything, min_size=1, max_size=3)).filter(lambda value: value != []))
+def test_reporting_something_other_than_claimed_records_raises_a_clear_error(sync, db, records):
+    with pytest.raises(TypeError) as raised:
+        sync.mark_synced(records)
+    assert "ClaimedRecord" in str(raised.value)
+    with pytest.raises(TypeError):
+        sync.mark_failed(records, "0x80040237", "Duplicate record")
+    assert list_errors(db) == []

@@ -2,8 +2,11 @@
 
 Modes:
 - ``churn SEED ROUNDS``: enqueue random changes, claim, then mark each synced or failed
-  (failure codes picked by the seeded RNG); prints one JSON line with what it did.
+  (failure codes picked by the seeded RNG); prints one JSON line with what it did (and how
+  many of its enqueue transactions it re-ran after a deadlock).
 - ``claim-and-hang LIMIT``: claim a batch, print its keys as JSON, then sleep until killed.
+- ``rollup-until-eof``: roll up again and again until its stdin closes, then once more;
+  prints one JSON line with the number of runs.
 """
 
 from __future__ import annotations
@@ -11,15 +14,19 @@ from __future__ import annotations
 import json
 import random
 import sys
+import threading
 import time
 
+import sqlalchemy as sa
 from flask import Flask
 from flask_sqlalchemy import SQLAlchemy
 
 from flask_dynamics_sync import Change
 from flask_dynamics_sync import DynamicsSync
+from flask_dynamics_sync.recorder import _is_deadlock as is_deadlock
 
 OBJECTS = ("Lead", "Contact", "Account", "Opportunity")
+DEADLOCK_ATTEMPTS = 5
 
 
 def make_app(url: str) -> tuple[Flask, SQLAlchemy, DynamicsSync]:
@@ -33,19 +40,37 @@ def make_app(url: str) -> tuple[Flask, SQLAlchemy, DynamicsSync]:
     return app, db, sync
 
 
+def enqueue_committed(db: SQLAlchemy, sync: DynamicsSync, changes: list[Change]) -> int:
+    """Enqueue in a transaction of the host's, re-run when the database picks it as a deadlock victim.
+
+    On InnoDB an enqueue can deadlock with a worker's report on the same records;
+    like any host transaction it is then rolled back whole and run again.
+    Returns the number of deadlocks.
+    """
+    for attempt in range(DEADLOCK_ATTEMPTS):
+        try:
+            sync.enqueue_many(changes)
+            db.session.commit()
+            return attempt
+        except sa.exc.OperationalError as exc:
+            db.session.rollback()
+            if attempt == DEADLOCK_ATTEMPTS - 1 or not is_deadlock(exc):
+                raise
+    raise AssertionError("unreachable")
+
+
 def churn(url: str, seed: int, rounds: int) -> None:
     app, db, sync = make_app(url)
     rng = random.Random(seed)
     enqueued: list[str] = []
-    synced = failed = 0
+    synced = failed = deadlocks = 0
     with app.app_context():
         for _ in range(rounds):
             changes = [
                 Change(rng.choice(OBJECTS), rng.randrange(60), rng.choice(("insert", "update")))
                 for _ in range(rng.randrange(1, 8))
             ]
-            sync.enqueue_many(changes)
-            db.session.commit()
+            deadlocks += enqueue_committed(db, sync, changes)
             enqueued.extend(f"{c.object_type}:{c.record_id}" for c in changes)
             batch = sync.claim(limit=rng.randrange(1, 10))
             ok = [r for r in batch if rng.random() < 0.8]
@@ -56,7 +81,7 @@ def churn(url: str, seed: int, rounds: int) -> None:
                 if record not in ok:
                     sync.mark_failed(record, "0x80072322", "Too many requests", retry=rng.random() < 0.5)
                     failed += 1
-    print(json.dumps({"enqueued": enqueued, "synced": synced, "failed": failed}), flush=True)
+    print(json.dumps({"enqueued": enqueued, "synced": synced, "failed": failed, "deadlocks": deadlocks}), flush=True)
 
 
 def claim_and_hang(url: str, limit: int) -> None:
@@ -67,11 +92,26 @@ def claim_and_hang(url: str, limit: int) -> None:
         time.sleep(600)
 
 
+def rollup_until_eof(url: str) -> None:
+    app, _, sync = make_app(url)
+    stop = threading.Event()
+    threading.Thread(target=lambda: (sys.stdin.read(), stop.set()), daemon=True).start()
+    runs = 0
+    with app.app_context():
+        while not stop.is_set():
+            sync.rollup()
+            runs += 1
+        sync.rollup()  # after every change is in: the figures to compare with the raw rows
+    print(json.dumps({"runs": runs + 1}), flush=True)
+
+
 if __name__ == "__main__":
     url, mode, *rest = sys.argv[1:]
     if mode == "churn":
         churn(url, int(rest[0]), int(rest[1]))
     elif mode == "claim-and-hang":
         claim_and_hang(url, int(rest[0]))
+    elif mode == "rollup-until-eof":
+        rollup_until_eof(url)
     else:
         raise SystemExit(f"unknown mode {mode}")
