@@ -193,7 +193,7 @@ CHECK_INSTALLED = textwrap.dedent(
         sync.upgrade_schema()
     client = app.test_client()
     page = client.get("/admin/dynamics/status/?lang=de")
-    static = package / "static"
+    static = package / "static" / "dynamics_sync"
     with app.test_request_context():
         urls = {
             path.relative_to(static).as_posix(): url_for("dynamics_sync.static", filename=path.relative_to(static).as_posix())
@@ -249,6 +249,6 @@ def test_the_installed_plugin_renders_the_status_page_with_its_catalog(installed
 
 
 def test_the_installed_plugin_serves_its_static_files(installed):
-    shipped = {name.removeprefix(f"{PACKAGE}/static/") for name in source_files("static")}
+    shipped = {name.removeprefix(f"{PACKAGE}/static/dynamics_sync/") for name in source_files("static")}
 
     assert installed["static"] == dict.fromkeys(shipped, 200)

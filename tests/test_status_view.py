@@ -376,4 +376,4 @@ def test_pages_carry_the_hosts_nonce_and_no_inline_script_or_style(make_app, db_
     assert all(link.attrs.get("nonce") == nonce for link in page.find_all("link", rel="stylesheet"))
     assert not page.find_all("style")
     assert not [n.tag for n in page.iter() if "style" in n.attrs]
-    assert "/static/dynamics_sync/dynamics_sync/status.js" in [s.attrs["src"] for s in scripts]
+    assert "/static/dynamics_sync/status.js" in [s.attrs["src"] for s in scripts]

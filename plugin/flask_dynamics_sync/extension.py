@@ -139,7 +139,7 @@ class DynamicsSync:
                 BLUEPRINT_NAME,
                 __name__,
                 template_folder="templates",
-                static_folder="static",
+                static_folder="static/dynamics_sync",
                 static_url_path=settings.static_url_path,
             )
         )

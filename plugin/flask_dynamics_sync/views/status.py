@@ -155,8 +155,8 @@ class SyncStatusView(PluginViewMixin, BaseView):
             "direction_label": direction_label,
             "chart_legend": legend(),
             "refresh_seconds": self.sync.settings.status_refresh_seconds,
-            "plugin_css": "dynamics_sync/status.css",
-            "plugin_js": "dynamics_sync/status.js",
+            "plugin_css": "status.css",
+            "plugin_js": "status.js",
         }
 
     @expose("/")
