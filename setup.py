@@ -107,7 +107,8 @@ setup(
         "Flask-Admin>=2.0",
         "Flask-SQLAlchemy>=3.1",
         "SQLAlchemy>=2.0",
-        "APScheduler>=3.10",
+        # The one upper bound: APScheduler 4 is an incompatible rewrite (another API, no BackgroundScheduler).
+        "APScheduler>=3.10,<4",
         "Babel>=2.12",
         "alembic>=1.12",
         "blinker>=1.6",

@@ -450,3 +450,14 @@ def test_enum_members_are_stored_as_their_values(sync, db):
 
     [row] = queue_rows(db)
     assert (type(row["operation"]), row["operation"], row["direction"]) == (str, "update", "from_dynamics")
+
+
+def test_enqueue_many_uses_the_configured_default_direction(make_app, db_url):
+    app = make_app(db_url, config={"DYNAMICS_SYNC_DEFAULT_DIRECTION": "from_dynamics"})
+    with app.app_context():
+        sync = app.extensions["dynamics_sync"].extension
+        db = app.extensions["test_db"]
+        sync.enqueue_many([Change("Lead", 1, "insert")])
+        db.session.commit()
+
+        assert [r["direction"] for r in queue_rows(db)] == ["from_dynamics"]

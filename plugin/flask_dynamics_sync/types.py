@@ -44,7 +44,8 @@ class Change:
     object_type: str
     record_id: str | int
     operation: Operation | str
-    direction: Direction | str = Direction.TO_DYNAMICS
+    direction: Direction | str | None = None
+    """``None``: ``DYNAMICS_SYNC_DEFAULT_DIRECTION``."""
     label: str | None = None
 
 
