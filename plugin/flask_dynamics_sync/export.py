@@ -6,6 +6,8 @@ cursor on MariaDB); one writer per format turns them into bytes:
 
 * CSV: UTF-8 with a byte order mark (so spreadsheets detect the encoding),
   ``\\r\\n`` line ends, a header row in the viewer's language, streamed chunk by chunk.
+  The database hands over finished text cells (:func:`csv_columns`: ISO times,
+  neutralized text), so a million rows stream at a few microseconds each.
 * JSON: an array of objects with stable English keys (:data:`COLUMNS`), streamed
   chunk by chunk. Values are exact: JSON is read by programs, not spreadsheets.
 * XLSX: XlsxWriter in ``constant_memory`` mode into a temporary file, which is
@@ -43,6 +45,7 @@ from sqlalchemy.engine import Row
 from .i18n import gettext
 from .i18n import lazy_gettext
 from .models import SyncError
+from .recorder import dialect_family
 
 try:
     import xlsxwriter
@@ -105,6 +108,39 @@ def select_columns() -> sa.Select[t.Any]:
     return sa.select(*(c.column for c in COLUMNS))
 
 
+def csv_columns(family: str) -> list[sa.ColumnElement[str]]:
+    """The exported columns as the CSV cells the database computes: text, never ``NULL``.
+
+    Times become ISO 8601 UTC (:func:`iso_utc`), text a spreadsheet would run as
+    a formula is neutralized (:func:`neutralize`), numbers are their digits.
+    ``family`` is ``sqlite``, ``postgresql`` or ``mysql``.
+    """
+    cells = []
+    for column in COLUMNS:
+        value = column.column
+        if isinstance(value.type, sa.DateTime):
+            cell = _iso_utc_sql(value, family)
+        elif isinstance(value.type, sa.String):
+            first = sa.func.substr(value, 1, 1, type_=sa.String)
+            cell = sa.case((first.in_(FORMULA_TRIGGERS), sa.literal("'", sa.String) + value), else_=value)
+        else:
+            cell = sa.cast(value, sa.String)
+        cells.append(sa.func.coalesce(cell, sa.literal("", sa.String), type_=sa.String).label(column.key))
+    return cells
+
+
+def _iso_utc_sql(value: sa.ColumnElement[dt.datetime], family: str) -> sa.ColumnElement[str]:
+    if family == "postgresql":
+        return sa.func.to_char(value, sa.literal('YYYY-MM-DD"T"HH24:MI:SS"Z"'), type_=sa.String)
+    if family == "mysql":
+        return sa.func.date_format(value, sa.literal("%Y-%m-%dT%H:%i:%sZ"), type_=sa.String)
+    # SQLite holds SQLAlchemy's text "YYYY-MM-DD HH:MM:SS.ffffff".
+    text = sa.type_coerce(value, sa.String)
+    return (
+        sa.func.substr(text, 1, 10, type_=sa.String) + "T" + sa.func.substr(text, 12, 8, type_=sa.String) + "Z"
+    )
+
+
 def iter_row_chunks(engine: Engine, stmt: sa.Select[t.Any], chunk_size: int) -> Iterator[Sequence[Row[t.Any]]]:
     """Run ``stmt`` and yield its rows ``chunk_size`` at a time, as plain rows.
 
@@ -128,27 +164,29 @@ def exceeds(engine: Engine, where: sa.ColumnElement[bool] | None, limit: int) ->
 # -- writers ----------------------------------------------------------------------
 
 
-def _text(value: t.Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, dt.datetime):
-        return iso_utc(value)
-    if isinstance(value, str):
-        return neutralize(value)
-    return str(value)
-
-
 def csv_chunks(chunks: RowChunks, header: Sequence[str]) -> Iterator[str]:
-    """CSV text: a byte order mark and the header, then one string per chunk of rows."""
+    """CSV text: a byte order mark and the header, then one string per chunk of rows.
+
+    Rows are :func:`csv_columns` cells. A row none of whose cells needs quotes
+    is joined as it is (the ``csv`` module would write the same bytes, slower).
+    """
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\r\n")
     writer.writerow([neutralize(h) for h in header])
     yield "\ufeff" + buffer.getvalue()
+    commas = len(header) - 1
     for chunk in chunks:
-        buffer.seek(0)
-        buffer.truncate()
-        writer.writerows([[_text(v) for v in row] for row in chunk])
-        yield buffer.getvalue()
+        lines = []
+        for row in chunk:
+            line = ",".join(row)
+            if line.count(",") != commas or '"' in line or "\n" in line or "\r" in line:
+                buffer.seek(0)
+                buffer.truncate()
+                writer.writerow(row)
+                line = buffer.getvalue()[:-2]
+            lines.append(line)
+        lines.append("")
+        yield "\r\n".join(lines)
 
 
 def json_chunks(chunks: RowChunks) -> Iterator[str]:
@@ -225,6 +263,8 @@ class ExportFormat:
     name: str
     mimetype: str
     respond: Callable[[Callable[[], Iterator[Sequence[Row[t.Any]]]], str, dt.datetime], Response]
+    columns: Callable[[str], Sequence[sa.ColumnElement[t.Any]]] | None = None
+    """The columns to read instead of :func:`select_columns`' (given the dialect family)."""
 
     def filename(self, stem: str) -> str:
         return f"{stem}.{self.name}"
@@ -274,7 +314,7 @@ def _delete(path: str) -> None:
         pass
 
 
-CSV = ExportFormat("csv", "text/csv", _csv_response)
+CSV = ExportFormat("csv", "text/csv", _csv_response, csv_columns)
 XLSX = ExportFormat("xlsx", "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet", _xlsx_response)
 JSON = ExportFormat("json", "application/json", _json_response)
 
@@ -300,6 +340,8 @@ def export_response(
     database that does not answer gets the error page (503), never a download
     cut off after its header row.
     """
+    if export_format.columns is not None:
+        stmt = stmt.with_only_columns(*export_format.columns(dialect_family(engine)), maintain_column_froms=True)
     rows = iter_row_chunks(engine, stmt, chunk_size)
     first = next(rows, None)
     started = rows if first is None else itertools.chain((first,), rows)
