@@ -18,6 +18,8 @@ from flask_dynamics_sync.schema import VERSION_TABLE
 from flask_dynamics_sync.schema import current_revision
 from flask_dynamics_sync.schema import head_revision
 from flask_dynamics_sync.schema import include_object
+from flask_dynamics_sync.schema import made_on
+from .conftest import backend_of
 
 PLUGIN_TABLES = set(metadata.tables)
 
@@ -47,7 +49,9 @@ def types_differ(context, inspected_column, metadata_column, inspected_type, met
 def differences(engine: sa.Engine, target: sa.MetaData, **opts) -> list:
     with engine.connect() as conn:
         context = MigrationContext.configure(
-            conn, opts={"compare_type": types_differ, "compare_server_default": True, **opts}
+            conn,
+            opts={"compare_type": types_differ, "compare_server_default": True,
+                  "include_object": made_on(conn.dialect.name), **opts},
         )
         return compare_metadata(context, target)
 
@@ -205,3 +209,10 @@ def test_without_include_object_the_hosts_autogenerate_would_drop_the_plugin_tab
     removed = {diff[1].name for diff in differences(engine_of(empty_app), db.metadata) if diff[0] == "remove_table"}
 
     assert removed == PLUGIN_TABLES | {"dynamics_sync_alembic_version"}
+
+
+def test_postgresql_alone_gets_the_trigram_search_index(empty_app, empty_db_url):
+    upgrade_schema(empty_app)
+
+    indexes = {ix["name"] for ix in sa.inspect(engine_of(empty_app)).get_indexes("dynamics_sync_error")}
+    assert ("ix_dynamics_sync_error_search" in indexes) == (backend_of(empty_db_url) == "postgresql")

@@ -149,6 +149,11 @@ class BacklogSnapshot(Base):
     pending_count: Mapped[int] = mapped_column(sa.Integer)
 
 
+#: Columns the Sync Errors search looks in, and PostgreSQL's trigram index over them.
+ERROR_SEARCH_COLUMNS = ("record_id", "record_label", "error_code", "error_message")
+ERROR_SEARCH_INDEX = "ix_dynamics_sync_error_search"
+
+
 class SyncError(Base):
     """One failed sync attempt, with what Dynamics (Dataverse) answered."""
 
@@ -159,6 +164,14 @@ class SyncError(Base):
         sa.Index(None, "error_code", "occurred_at"),
         sa.Index(None, "state", "occurred_at"),
         sa.Index(None, "object_type", "record_id", "direction", "state"),
+        # Search: a record id typed alone; on PostgreSQL, substrings through trigrams.
+        sa.Index(None, "record_id"),
+        sa.Index(
+            ERROR_SEARCH_INDEX,
+            *ERROR_SEARCH_COLUMNS,
+            postgresql_using="gin",
+            postgresql_ops=dict.fromkeys(ERROR_SEARCH_COLUMNS, "gin_trgm_ops"),
+        ).ddl_if(dialect="postgresql"),
         TABLE_OPTIONS,
     )
 
@@ -196,3 +209,11 @@ class JobState(Base):
     last_message: Mapped[str | None] = mapped_column(sa.String(500))
     next_run_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
     watermark: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
+
+
+# pg_trgm is a trusted extension (PostgreSQL 13+): the database owner can create it.
+sa.event.listen(
+    SyncError.__table__,
+    "before_create",
+    sa.DDL("CREATE EXTENSION IF NOT EXISTS pg_trgm").execute_if(dialect="postgresql"),
+)

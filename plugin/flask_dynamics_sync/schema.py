@@ -41,6 +41,24 @@ def is_plugin_table(name: str | None) -> bool:
     return bool(name) and name.startswith(TABLE_PREFIX)  # type: ignore[union-attr]
 
 
+def made_on(dialect_name: str) -> t.Callable[..., bool]:
+    """An ``include_object`` hook for the plugin's own autogenerate: only what this database gets.
+
+    Some indexes exist on one database only (``Index(...).ddl_if(dialect=...)``,
+    e.g. PostgreSQL's trigram search index); Alembic compares them everywhere
+    unless told not to.
+    """
+
+    def include(object: t.Any, name: str | None, type_: str, reflected: bool, compare_to: t.Any) -> bool:
+        condition = getattr(object, "_ddl_if", None)  # set by SchemaItem.ddl_if()
+        dialect = getattr(condition, "dialect", None)
+        if not dialect:
+            return True
+        return dialect_name in ((dialect,) if isinstance(dialect, str) else tuple(dialect))
+
+    return include
+
+
 def include_object(object: t.Any, name: str | None, type_: str, reflected: bool, compare_to: t.Any) -> bool:
     """Alembic ``include_object`` hook for the *host's* migrations: leave the plugin's tables out.
 

@@ -25,6 +25,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.visitors import InternalTraversal
 
+from .models import ERROR_SEARCH_COLUMNS
 from .models import SyncError
 
 #: Terms shorter than this match record ids and error codes exactly, never as substrings.
@@ -35,21 +36,9 @@ MAX_TERMS = 8
 LIKE_ESCAPE = "/"
 
 #: Columns a term is looked for in.
-SEARCH_COLUMNS = (
-    SyncError.record_id,
-    SyncError.record_label,
-    SyncError.error_code,
-    SyncError.error_message,
-)
+SEARCH_COLUMNS = tuple(getattr(SyncError, name) for name in ERROR_SEARCH_COLUMNS)
 #: Columns a short term must equal.
 EXACT_COLUMNS = (SyncError.record_id, SyncError.error_code)
-
-#: PostgreSQL DDL for a trigram index that answers the search without a scan (extension ``pg_trgm``).
-POSTGRESQL_SEARCH_INDEX = (
-    "CREATE EXTENSION IF NOT EXISTS pg_trgm",
-    "CREATE INDEX IF NOT EXISTS ix_dynamics_sync_error_search ON dynamics_sync_error USING gin "
-    "(record_id gin_trgm_ops, record_label gin_trgm_ops, error_code gin_trgm_ops, error_message gin_trgm_ops)",
-)
 
 _TERM = re.compile(r'"([^"]*)"|(\S+)')
 

@@ -14,6 +14,7 @@ from alembic import context
 from flask_dynamics_sync.models import metadata
 from flask_dynamics_sync.schema import VERSION_TABLE
 from flask_dynamics_sync.schema import is_plugin_table
+from flask_dynamics_sync.schema import made_on
 
 config = context.config
 
@@ -38,11 +39,12 @@ OPTIONS: dict[str, t.Any] = {
 
 connection = config.attributes.get("connection")
 if context.is_offline_mode():
-    context.configure(dialect_name=config.attributes["dialect_name"], literal_binds=True, **OPTIONS)
+    dialect_name = config.attributes["dialect_name"]
+    context.configure(dialect_name=dialect_name, literal_binds=True, include_object=made_on(dialect_name), **OPTIONS)
 elif connection is None:
     raise RuntimeError("run the plugin's migrations through flask_dynamics_sync.schema (it passes a connection)")
 else:
-    context.configure(connection=connection, **OPTIONS)
+    context.configure(connection=connection, include_object=made_on(connection.dialect.name), **OPTIONS)
 
 with context.begin_transaction():
     context.run_migrations()

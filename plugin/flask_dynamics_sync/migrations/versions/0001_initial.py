@@ -137,6 +137,21 @@ def upgrade() -> None:
     index("dynamics_sync_error", "error_code", "occurred_at")
     index("dynamics_sync_error", "state", "occurred_at")
     index("dynamics_sync_error", "object_type", "record_id", "direction", "state")
+    index("dynamics_sync_error", "record_id")
+    if op.get_bind().dialect.name == "postgresql":
+        op.execute("CREATE EXTENSION IF NOT EXISTS pg_trgm")
+        op.create_index(
+            "ix_dynamics_sync_error_search",
+            "dynamics_sync_error",
+            ["record_id", "record_label", "error_code", "error_message"],
+            postgresql_using="gin",
+            postgresql_ops={
+                "record_id": "gin_trgm_ops",
+                "record_label": "gin_trgm_ops",
+                "error_code": "gin_trgm_ops",
+                "error_message": "gin_trgm_ops",
+            },
+        )
 
     op.create_table(
         "dynamics_sync_job",
