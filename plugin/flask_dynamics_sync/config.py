@@ -52,7 +52,7 @@ DEFAULTS: dict[str, t.Any] = {
     "DYNAMICS_SYNC_ERROR_RETENTION_DAYS": 90,
     # Rows deleted per batch by retention pruning.
     "DYNAMICS_SYNC_PRUNE_BATCH_SIZE": 5000,
-    # Seconds a scheduler lease lasts; a dead holder loses it after this time.
+    # SQLite: seconds a job lease row lasts (a dead holder loses it then); PostgreSQL/MariaDB locks end with the connection.
     "DYNAMICS_SYNC_LEASE_SECONDS": 120,
     # Most rows one export may contain; None for no cap.
     "DYNAMICS_SYNC_EXPORT_MAX_ROWS": None,
