@@ -2,8 +2,8 @@
 
 The ``.po`` files under ``translations/`` are the source; ``.mo`` files are
 built from them and never edited (they are git-ignored). Builds compile them in
-``setup.py``; a source checkout (editable install, test suite, example host)
-calls :func:`compile_catalogs`, which only rewrites a ``.mo`` that is missing or
+``setup.py``; code running from a source checkout (editable install, test
+suite, development server) calls :func:`compile_catalogs`, which only rewrites a ``.mo`` that is missing or
 older than its ``.po``, so an installed wheel (whose ``.mo`` files are up to
 date) is never written to. ``scripts/update_catalogs.py`` runs the whole cycle.
 
