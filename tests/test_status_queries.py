@@ -75,16 +75,21 @@ def test_no_statement_scans_a_whole_table(client, db, statements, path):
 @pytest.mark.parametrize("path", PAGES)
 def test_backlog_queries_use_the_queue_index(client, db, statements, path):
     plans = [query_plan(db, s, p) for s, p in fetch(client, statements, path) if reads(s, "dynamics_sync_queue")]
+    queue_lines = [[line for line in plan if "dynamics_sync_queue" in line] for plan in plans]
 
     assert plans
-    assert all(plan[0].startswith(f"SEARCH dynamics_sync_queue USING") and QUEUE_INDEX in plan[0] for plan in plans)
+    assert all(queue_lines)
+    assert all(line.startswith("SEARCH dynamics_sync_queue USING") and QUEUE_INDEX in line
+               for lines in queue_lines for line in lines)
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 def test_the_backlog_table_reads_the_queue_index_alone(client, db, statements):
-    [backlog] = [
-        query_plan(db, s, p) for s, p in fetch(client, statements, "")
-        if reads(s, "dynamics_sync_queue")
+    lines = [
+        line for s, p in fetch(client, statements, "") if reads(s, "dynamics_sync_queue")
+        for line in query_plan(db, s, p) if "dynamics_sync_queue" in line
     ]
 
-    assert backlog == [f"SEARCH dynamics_sync_queue USING COVERING INDEX {QUEUE_INDEX} (state=?)"]
+    assert lines
+    assert all(line.startswith(f"SEARCH dynamics_sync_queue USING COVERING INDEX {QUEUE_INDEX} (state=?")
+               for line in lines)

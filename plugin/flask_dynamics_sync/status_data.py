@@ -30,6 +30,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import enum
+import functools
 import typing as t
 from collections import defaultdict
 from collections.abc import Iterable
@@ -108,38 +109,72 @@ class BacklogGroup:
 def backlog_groups(
     conn: Connection, *, by_direction: bool = False, object_type: str | None = None
 ) -> list[BacklogGroup]:
-    """Pending records per object type and operation, oldest ``queued_at`` included.
+    """Pending records per object type and operation (and direction), oldest ``queued_at`` included.
 
-    One index-only range read of the queue index ``(state, object_type,
-    operation, direction, queued_at)``, split by direction too when
-    ``by_direction`` (the Prometheus gauges).
+    Read from the queue index ``(state, object_type, operation, direction,
+    queued_at)`` alone, in one statement: per object type, operation and
+    direction, a count of its index range and a seek to its first entry.
+    Grouping the whole range instead compares and aggregates every pending
+    entry, twice the time at 50k pending. The object types are found by
+    :func:`pending_object_types`.
     """
-    columns: list[t.Any] = [_queue.c.object_type, _queue.c.operation]
-    if by_direction:
-        columns.append(_queue.c.direction)
-    stmt = (
-        sa.select(*columns, sa.func.count().label("pending"), sa.func.min(_queue.c.queued_at).label("oldest"))
-        .where(_queue.c.state == QueueState.PENDING.value)
-        .group_by(*columns)
-    )
-    if object_type is not None:
-        stmt = stmt.where(_queue.c.object_type == object_type)
+    names = [object_type] if object_type is not None else pending_object_types(conn)
+    if not names:
+        return []
+    params = {f"object_type_{i}": name for i, name in enumerate(names)}
+    rows = iter(conn.execute(_backlog_statement(len(names)), params).all())
     groups = []
-    for row in conn.execute(stmt):
-        try:
-            operation = Operation(row.operation)
-        except ValueError:  # pragma: no cover - only the recording API writes the queue
-            continue
-        groups.append(
-            BacklogGroup(
-                object_type=row.object_type,
-                operation=operation,
-                direction=Direction(row.direction) if by_direction else None,
-                pending=int(row.pending),
-                oldest_queued_at=row.oldest,
-            )
-        )
+    for name in names:
+        for operation in Operation:
+            found = [(direction, *next(rows)) for direction in Direction]
+            split = [found] if not by_direction else [[one] for one in found]
+            for part in split:
+                pending = sum(int(count) for _, count, _ in part)
+                if pending:
+                    groups.append(
+                        BacklogGroup(
+                            object_type=name,
+                            operation=operation,
+                            direction=part[0][0] if by_direction else None,
+                            pending=pending,
+                            oldest_queued_at=min(oldest for _, count, oldest in part if count),
+                        )
+                    )
     return groups
+
+
+@functools.lru_cache(maxsize=32)
+def _backlog_statement(object_types: int) -> sa.CompoundSelect:
+    """Count and oldest entry of each (object type, operation, direction) range, in that order.
+
+    Object types are the parameters ``object_type_0`` … (built once per number of types).
+    """
+    parts = []
+    for i in range(object_types):
+        for operation in Operation:
+            for direction in Direction:
+                where = (
+                    _queue.c.state == QueueState.PENDING.value,
+                    _queue.c.object_type == sa.bindparam(f"object_type_{i}"),
+                    _queue.c.operation == operation.value,
+                    _queue.c.direction == direction.value,
+                )
+                oldest = sa.select(sa.func.min(_queue.c.queued_at)).where(*where).correlate(None).scalar_subquery()
+                parts.append(sa.select(sa.func.count().label("pending"), oldest.label("oldest")).where(*where))
+    return sa.union_all(*parts)
+
+
+def pending_object_types(conn: Connection) -> list[str]:
+    """Object types with pending records, in order: one index seek each (a loose index scan)."""
+    names: list[str] = []
+    while True:
+        stmt = sa.select(sa.func.min(_queue.c.object_type)).where(_queue.c.state == QueueState.PENDING.value)
+        if names:
+            stmt = stmt.where(_queue.c.object_type > names[-1])
+        name = conn.scalar(stmt)
+        if name is None:
+            return names
+        names.append(name)
 
 
 @dataclasses.dataclass(frozen=True)
