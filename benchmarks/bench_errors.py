@@ -30,7 +30,7 @@ PLUGIN_URL = "/admin/dynamics/errors/"
 STOCK_URL = "/admin/stock-errors/"
 MATCHING = seed.RARE_WORD
 NOT_MATCHING = "throttled"
-SAMPLES = 20
+SAMPLES = 30
 WARMUP = 2
 
 

@@ -78,12 +78,30 @@ def rss_bytes(pid: int | None = None) -> int:
 
 
 def machine() -> dict[str, t.Any]:
+    """Cores, CPU model, Python, SQLite and platform of this machine."""
     return {
         "cores": os.cpu_count(),
+        "cpu": _cpu_model(),
         "python": sys.version.split()[0],
         "sqlite": sqlite3.sqlite_version,
         "platform": platform.platform(),
     }
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as info:
+            for line in info:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def load_average() -> str:
+    """The 1/5/15-minute load averages: other work on the machine skews the figures."""
+    return " ".join(f"{value:.2f}" for value in os.getloadavg())
 
 
 def _fmt(value: float | None, unit: str) -> str:
@@ -125,3 +143,27 @@ def write_json(path: str, figures: list[Figure], context: dict[str, t.Any]) -> N
     }
     with open(path, "w") as out:
         json.dump(payload, out, indent=2, default=str)
+
+
+def markdown_table(figures: list[Figure], context: dict[str, t.Any]) -> str:
+    """The figures as a Markdown table, with the date, machine and command above it."""
+    m = context["machine"]
+    lines = [
+        f"Run {context['date'][:10]} (`{context['command']}`, {context['scale']} scale, {context.get('seconds', '?')} s) "
+        f"on {m['cores']} cores ({m['cpu']}), Python {m['python']}, SQLite {m['sqlite']}; "
+        f"load average {context['load_before']} before, {context.get('load_after', '?')} after.",
+        "",
+        "| figure | scale | median | p95 | target | baseline | ratio | result |",
+        "|---|---|---:|---:|---|---:|---:|---|",
+    ]
+    for f in figures:
+        target = None if f.target is None else ("≥ " if f.higher_is_better else "≤ ") + _fmt(f.target, f.unit)
+        if f.max_ratio is not None:
+            target = (target + ", " if target else "") + f"ratio ≤ {f.max_ratio}"
+        ratio = "—" if f.ratio is None else f"{f.ratio:.2f}×"
+        result = {True: "PASS", False: "**MISS**", None: "info"}[f.passed]
+        lines.append(
+            f"| {f.name} | {f.scale} | {_fmt(f.median, f.unit)} | {_fmt(f.p95, f.unit)} | {target or '—'} "
+            f"| {_fmt(f.baseline, f.unit)} | {ratio} | {result} |"
+        )
+    return "\n".join(lines) + "\n"

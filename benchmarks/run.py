@@ -16,7 +16,9 @@ import sys
 import time
 
 from .harness import Figure
+from .harness import load_average
 from .harness import machine
+from .harness import markdown_table
 from .harness import print_table
 from .harness import write_json
 
@@ -40,15 +42,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="a tenth of the scale, for development")
     parser.add_argument("--only", nargs="+", choices=SECTIONS, help="run only these sections")
     parser.add_argument("--json", default="benchmarks/results.json", help="where to write the figures")
-    parser.add_argument("--postgres", metavar="URL", help="also run the database figures on PostgreSQL")
+    parser.add_argument("--postgres", metavar="URL", help="also run the database figures on PostgreSQL "
+                        "(a server URL; databases dsync_bench_* are created there); the recorder stays on SQLite")
+    parser.add_argument("--markdown", metavar="PATH", help="also write the table as Markdown (for the README)")
     args = parser.parse_args(argv)
 
     scale = Scale(factor=0.1 if args.quick else 1.0, postgres_url=args.postgres)
-    context = {"date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "machine": machine(),
-               "scale": "quick (1/10)" if args.quick else "full"}
+    context = {
+        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "machine": machine(),
+        "scale": "quick (1/10)" if args.quick else "full",
+        "command": " ".join(["python -m benchmarks.run", *(sys.argv[1:] if argv is None else argv)]),
+        "load_before": load_average(),
+    }
     print(f"Flask-Dynamics-Sync benchmarks — {context['date']}")
     print("machine: " + ", ".join(f"{k}={v}" for k, v in context["machine"].items()))
-    print(f"scale: {context['scale']}\n")
+    print(f"scale: {context['scale']}; load average before: {context['load_before']}\n")
 
     figures: list[Figure] = []
     began = time.perf_counter()
@@ -60,8 +69,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[{name}] done in {time.perf_counter() - started:.1f} s", flush=True)
     print()
     print_table(figures)
-    print(f"\ntotal {time.perf_counter() - began:.0f} s; figures written to {args.json}")
+    context["load_after"] = load_average()
+    context["seconds"] = round(time.perf_counter() - began)
+    print(f"\ntotal {context['seconds']} s; load average after: {context['load_after']}; figures written to {args.json}")
     write_json(args.json, figures, context)
+    if args.markdown:
+        with open(args.markdown, "w") as out:
+            out.write(markdown_table(figures, context))
     return 0 if all(f.passed is not False for f in figures) else 1
 
 
