@@ -25,6 +25,7 @@ from flask import url_for
 from flask.typing import ResponseReturnValue
 
 from flask_dynamics_sync import DynamicsSync
+from flask_dynamics_sync.i18n_tools import compile_catalogs
 from flask_dynamics_sync.models import metadata as plugin_metadata
 
 from . import auth
@@ -116,6 +117,8 @@ def _seed(app: Flask) -> None:
 
 def create_app(config: dict[str, t.Any] | None = None) -> Flask:
     """Build the console: its database, login, languages, CSP, admin screens and the plugin."""
+    # The example runs from a checkout, where .mo files are not built yet (a wheel ships them).
+    compile_catalogs()
     app = Flask(__name__, instance_path=INSTANCE_PATH)
     app.config.update(default_config(app.instance_path))
     app.config.update(config or {})
