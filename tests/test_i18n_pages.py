@@ -41,7 +41,7 @@ PAGES = {
 TERMS: dict[str, dict[str, list[str]]] = {
     "en": {
         "backlog": ["Microsoft Dynamics", "Sync Status", "Sync Errors", "View:", "Backlog", "Last Hour", "Inserts", "Updates"],
-        "last_hour": ["Last Hour", "Inserts", "Updates", "N/A", "Records synced in the last full hour: 1:00 – 2:00 PM"],
+        "last_hour": ["Throughput", "Last Hour", "Inserts", "Updates", "N/A", "Records synced in the last full hour: 1:00 – 2:00 PM"],
         "status_details": ["Sync status details: Lead", "Pending inserts", "Pending updates", "Oldest insert", "Oldest update"],
         "errors": ["Sync Errors", "Search", "Export", "Operation", "Direction", "Error code", "Error message", "Insert", "To Dynamics"],
         "error_details": ["Operation", "Direction", "Error code", "Error message", "Insert", "To Dynamics"],
@@ -49,7 +49,7 @@ TERMS: dict[str, dict[str, list[str]]] = {
     },
     "it": {
         "backlog": ["Microsoft Dynamics", "Stato di sincronizzazione", "Errori di sincronizzazione", "Visualizza:", "Backlog", "Ultima ora", "Inserimenti", "Aggiornamenti"],
-        "last_hour": ["Ultima ora", "Inserimenti", "Aggiornamenti", "N/D", "Record sincronizzati nell'ultima ora completa: 13:00–14:00"],
+        "last_hour": ["Throughput", "Ultima ora", "Inserimenti", "Aggiornamenti", "N/D", "Record sincronizzati nell'ultima ora completa: 13:00–14:00"],
         "status_details": ["Dettagli dello stato di sincronizzazione: Lead", "Inserimenti in attesa", "Aggiornamenti in attesa", "Inserimento più vecchio", "Aggiornamento più vecchio"],
         "errors": ["Errori di sincronizzazione", "Cerca", "Esporta", "Operazione", "Direzione", "Codice di errore", "Messaggio di errore", "Inserimento", "Verso Dynamics"],
         "error_details": ["Operazione", "Direzione", "Codice di errore", "Messaggio di errore", "Inserimento", "Verso Dynamics"],
@@ -57,7 +57,7 @@ TERMS: dict[str, dict[str, list[str]]] = {
     },
     "pt_BR": {
         "backlog": ["Microsoft Dynamics", "Status da sincronização", "Erros de sincronização", "Visualização:", "Backlog", "Última hora", "Inserções", "Atualizações"],
-        "last_hour": ["Última hora", "Inserções", "Atualizações", "N/A", "Registros sincronizados na última hora completa: 13:00 – 14:00"],
+        "last_hour": ["Throughput", "Última hora", "Inserções", "Atualizações", "N/A", "Registros sincronizados na última hora completa: 13:00 – 14:00"],
         "status_details": ["Detalhes de status de sincronização: Lead", "Inserções pendentes", "Atualizações pendentes", "Inserção mais antiga", "Atualização mais antiga"],
         "errors": ["Erros de sincronização", "Pesquisar", "Exportar", "Operação", "Direção", "Código de erro", "Mensagem de erro", "Inserção", "Para o Dynamics"],
         "error_details": ["Operação", "Direção", "Código de erro", "Mensagem de erro", "Inserção", "Para o Dynamics"],
@@ -65,7 +65,7 @@ TERMS: dict[str, dict[str, list[str]]] = {
     },
     "de": {
         "backlog": ["Microsoft Dynamics", "Synchronisierungsstatus", "Synchronisierungsfehler", "Ansicht:", "Rückstand", "Letzte Stunde", "Einfügungen", "Aktualisierungen"],
-        "last_hour": ["Letzte Stunde", "Einfügungen", "Aktualisierungen", "Nicht zutreffend", "In der letzten vollen Stunde synchronisierte Datensätze: 13:00–14:00 Uhr"],
+        "last_hour": ["Durchsatz", "Letzte Stunde", "Einfügungen", "Aktualisierungen", "Nicht zutreffend", "In der letzten vollen Stunde synchronisierte Datensätze: 13:00–14:00 Uhr"],
         "status_details": ["Details des Synchronisierungsstatus: Lead", "Ausstehende Einfügungen", "Ausstehende Aktualisierungen", "Älteste Einfügung", "Älteste Aktualisierung"],
         "errors": ["Synchronisierungsfehler", "Suchen", "Exportieren", "Vorgang", "Richtung", "Fehlercode", "Fehlermeldung", "Einfügung", "Nach Dynamics"],
         "error_details": ["Vorgang", "Richtung", "Fehlercode", "Fehlermeldung", "Einfügung", "Nach Dynamics"],
@@ -73,7 +73,7 @@ TERMS: dict[str, dict[str, list[str]]] = {
     },
     "es": {
         "backlog": ["Microsoft Dynamics", "Estado de sincronización", "Errores de sincronización", "Ver:", "Registro de pendientes", "Última hora", "Inserciones", "Actualizaciones"],
-        "last_hour": ["Última hora", "Inserciones", "Actualizaciones", "N/D", "Registros sincronizados en la última hora completa: 13:00–14:00"],
+        "last_hour": ["Rendimiento", "Última hora", "Inserciones", "Actualizaciones", "N/D", "Registros sincronizados en la última hora completa: 13:00–14:00"],
         "status_details": ["Detalles del estado de sincronización: Lead", "Inserciones pendientes", "Actualizaciones pendientes", "Inserción más antigua", "Actualización más antigua"],
         "errors": ["Errores de sincronización", "Buscar", "Exportar", "Operación", "Dirección", "Código de error", "Mensaje de error", "Inserción", "Hacia Dynamics"],
         "error_details": ["Operación", "Dirección", "Código de error", "Mensaje de error", "Inserción", "Hacia Dynamics"],
@@ -82,7 +82,7 @@ TERMS: dict[str, dict[str, list[str]]] = {
     # page_text() turns the no-break space before French colons into a plain space.
     "fr": {
         "backlog": ["Microsoft Dynamics", "Statut de la synchronisation", "Erreurs de synchronisation", "Affichage :", "Liste d'attente", "Dernière heure", "Insertions", "Mises à jour"],
-        "last_hour": ["Dernière heure", "Insertions", "Mises à jour", "Sans objet", "Enregistrements synchronisés au cours de la dernière heure complète : 13:00 – 14:00"],
+        "last_hour": ["Débit", "Dernière heure", "Insertions", "Mises à jour", "Sans objet", "Enregistrements synchronisés au cours de la dernière heure complète : 13:00 – 14:00"],
         "status_details": ["Détails du statut de synchronisation : Lead", "Insertions en attente", "Mises à jour en attente", "Insertion la plus ancienne", "Mise à jour la plus ancienne"],
         "errors": ["Erreurs de synchronisation", "Rechercher", "Exporter", "Opération", "Sens", "Code d'erreur", "Message d'erreur", "Insertion", "Vers Dynamics"],
         "error_details": ["Opération", "Sens", "Code d'erreur", "Message d'erreur", "Insertion", "Vers Dynamics"],
