@@ -155,6 +155,17 @@ def test_the_digest_is_mailed_through_the_hosts_smtp_server(make_app, db_url, sm
     assert result.emails_sent == 1
 
 
+def test_the_digest_is_written_in_the_configured_language(make_app, db_url, smtp):
+    app, sync = mail_app(make_app, db_url, DYNAMICS_SYNC_NOTIFY_LOCALE="de")
+    with app.app_context():
+        add_errors(app.extensions["test_db"], failure(NOW - H, "42"))
+        sync.notify()
+
+    [session] = smtp.sessions
+    [message] = session.messages
+    assert message["Subject"] == "Dynamics-Synchronisierung: 1 Datensatz in den letzten 24 Stunden fehlgeschlagen"
+
+
 def test_a_mail_failure_is_reported_after_the_signals_went_out(make_app, db_url, smtp, listen):
     smtp.fail_with = smtplib.SMTPRecipientsRefused({"ops@example.com": (550, b"no such user")})
     app, sync = mail_app(make_app, db_url)

@@ -67,6 +67,8 @@ DEFAULTS: dict[str, t.Any] = {
     "DYNAMICS_SYNC_ALERT_WINDOW_MINUTES": 15,
     # Send the daily digest and alerts by e-mail to these addresses (Flask-Mail-free SMTP).
     "DYNAMICS_SYNC_NOTIFY_EMAILS": [],
+    # Language of the notification e-mails (one of the shipped locales, or one a host added).
+    "DYNAMICS_SYNC_NOTIFY_LOCALE": "en",
     "DYNAMICS_SYNC_SMTP_HOST": "localhost",
     "DYNAMICS_SYNC_SMTP_PORT": 25,
     "DYNAMICS_SYNC_SMTP_USERNAME": None,
@@ -104,6 +106,7 @@ class Settings:
     alert_threshold: int
     alert_window_minutes: int
     notify_emails: tuple[str, ...]
+    notify_locale: str
     smtp_host: str
     smtp_port: int
     smtp_username: str | None
@@ -141,6 +144,16 @@ def _directories(value: t.Any) -> tuple[str, ...]:
     if not isinstance(value, (list, tuple)):
         raise TypeError("DYNAMICS_SYNC_TRANSLATION_DIRECTORIES must be a list of folders or a ';'-separated string")
     return tuple(str(directory) for directory in value if str(directory))
+
+
+def _locale(value: t.Any) -> str:
+    from babel import Locale
+    from babel import UnknownLocaleError
+
+    try:
+        return str(Locale.parse(str(value)))
+    except (ValueError, UnknownLocaleError):
+        raise ValueError(f"DYNAMICS_SYNC_NOTIFY_LOCALE: unknown locale {value!r}") from None
 
 
 def _positive_int(config: Mapping[str, t.Any], key: str, *, allow_zero: bool = False) -> int:
@@ -187,6 +200,7 @@ def load_settings(config: t.MutableMapping[str, t.Any]) -> Settings:
         alert_threshold=_positive_int(config, "DYNAMICS_SYNC_ALERT_THRESHOLD", allow_zero=True),
         alert_window_minutes=_positive_int(config, "DYNAMICS_SYNC_ALERT_WINDOW_MINUTES"),
         notify_emails=tuple(config["DYNAMICS_SYNC_NOTIFY_EMAILS"] or ()),
+        notify_locale=_locale(config["DYNAMICS_SYNC_NOTIFY_LOCALE"]),
         smtp_host=str(config["DYNAMICS_SYNC_SMTP_HOST"]),
         smtp_port=_positive_int(config, "DYNAMICS_SYNC_SMTP_PORT"),
         smtp_username=config["DYNAMICS_SYNC_SMTP_USERNAME"],

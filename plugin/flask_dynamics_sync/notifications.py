@@ -33,6 +33,7 @@ from .config import Settings
 from .errors import DynamicsSyncError
 from .i18n import format_datetime
 from .i18n import format_number
+from .i18n import force_locale
 from .i18n import gettext
 from .i18n import ngettext
 from .leases import Transaction
@@ -402,13 +403,14 @@ def notify(
         )
 
     emails: list[tuple[str, str]] = []
-    if built is not None:
-        send_signal(errors_digest, app, digest=built)
-        if built.failed_records:
-            emails.append(digest_email(built))
-    for alert in raised:
-        send_signal(error_threshold_reached, app, alert=alert)
-        emails.append(alert_email(alert))
+    with force_locale(settings.notify_locale):
+        if built is not None:
+            send_signal(errors_digest, app, digest=built)
+            if built.failed_records:
+                emails.append(digest_email(built))
+        for alert in raised:
+            send_signal(error_threshold_reached, app, alert=alert)
+            emails.append(alert_email(alert))
 
     sent, email_error = 0, None
     if mailer is not None:
