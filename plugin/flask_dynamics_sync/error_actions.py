@@ -68,9 +68,17 @@ class ActionOutcome:
     """Distinct records put back into the queue (retry only)."""
 
 
+#: The largest error id there can be (a signed 64-bit key on every database).
+MAX_ERROR_ID = 2**63 - 1
+
+
 def by_ids(ids: Iterable[int | str]) -> sa.ColumnElement[bool]:
-    """Select errors by primary key; ids that are not integers raise ``ValueError``."""
-    values = sorted({int(i) for i in ids})
+    """Select errors by primary key; ids that are not integers raise ``ValueError``.
+
+    Ids outside ``1 … MAX_ERROR_ID`` match no error and are left out (databases
+    refuse such numbers instead of matching nothing).
+    """
+    values = sorted({value for value in map(int, ids) if 0 < value <= MAX_ERROR_ID})
     return errors.c.id.in_(values)
 
 

@@ -48,7 +48,8 @@ def parse_terms(search: str | None) -> list[str]:
     if not search:
         return []
     terms = []
-    for quoted, bare in _TERM.findall(search):
+    # The recorder stores NUL as U+FFFD (PostgreSQL refuses NUL in text): look for what is stored.
+    for quoted, bare in _TERM.findall(search.replace("\x00", "\ufffd")):
         term = (quoted if quoted else bare).strip()
         if term:
             terms.append(term)

@@ -15,6 +15,22 @@ if t.TYPE_CHECKING:
     from ..extension import DynamicsSync
 
 
+def local_url(target: str | None) -> str | None:
+    """``target`` if it is a path on this site, else ``None``: what a ``url=`` return address may be.
+
+    Stricter than Flask-Admin's ``is_safe_url``: only a path starting with a
+    single ``/``, without backslash, whitespace or control character, passes.
+    Browsers read ``/\\evil.example`` as ``//evil.example``, and werkzeug's
+    ``redirect()`` turns ``http:evil.example`` (which ``is_safe_url`` accepts)
+    into ``http:///evil.example``: another site.
+    """
+    if not target or not target.startswith("/") or target.startswith("//"):
+        return None
+    if "\\" in target or any(ch.isspace() or not ch.isprintable() for ch in target):
+        return None
+    return target
+
+
 class PluginViewMixin:
     """Access follows the host: ``can_view``/``can_act`` given to :class:`DynamicsSync`,
     or by default whatever the host's admin index view allows.

@@ -31,12 +31,12 @@ from flask import redirect
 from flask import request
 from flask.typing import ResponseReturnValue
 from flask_admin import expose
+from flask_admin.babel import gettext as admin_gettext
 from flask_admin.contrib.sqla import ModelView
 from flask_admin.contrib.sqla.filters import BaseSQLAFilter
 from flask_admin.contrib.sqla.filters import FilterEqual
 from flask_admin.form import BaseForm
 from flask_admin.form import SecureForm
-from flask_admin.helpers import is_safe_url
 from flask_admin.model.template import TemplateLinkRowAction
 from markupsafe import Markup
 from werkzeug.datastructures import MultiDict
@@ -48,6 +48,7 @@ from wtforms import validators
 from .. import export
 from .. import i18n
 from ..error_actions import ActionOutcome
+from ..error_actions import MAX_ERROR_ID
 from ..error_actions import SOURCE_STATES
 from ..error_actions import ErrorAction
 from ..error_actions import applicable
@@ -63,6 +64,7 @@ from ..types import Direction
 from ..types import ErrorState
 from ..types import Operation
 from .base import PluginViewMixin
+from .base import local_url
 
 if t.TYPE_CHECKING:
     from flask_sqlalchemy import SQLAlchemy
@@ -99,6 +101,9 @@ ACTION_LABELS = {
 #: Characters of an error message shown in the list; the details page shows all of it.
 MESSAGE_PREVIEW_LENGTH = 140
 
+#: Highest list page a URL may name: far beyond any list, an OFFSET every database takes.
+MAX_PAGE = 1_000_000_000
+
 SCOPE_SELECTED = "selected"
 SCOPE_ALL = "all"
 
@@ -134,6 +139,10 @@ class TimeFilter(BaseSQLAFilter):
 
 class EqualFilter(FilterEqual):
     """Equality with the plugin's own wording."""
+
+    def clean(self, value: str) -> str:
+        # As stored by the recorder, which replaces NUL (PostgreSQL refuses it in text).
+        return value.replace("\x00", "\ufffd")
 
     def operation(self) -> t.Any:
         return lazy_gettext("is")
@@ -244,7 +253,7 @@ def action_form_class() -> type[Form]:
         scope = HiddenField(validators=[validators.AnyOf([SCOPE_SELECTED, SCOPE_ALL])])
         url = HiddenField()
         confirmed = HiddenField()
-        up_to_id = IntegerField(validators=[validators.Optional()])
+        up_to_id = IntegerField(validators=[validators.Optional(), validators.NumberRange(min=0, max=MAX_ERROR_ID)])
 
     return ErrorActionForm
 
@@ -360,6 +369,20 @@ class SyncErrorsView(PluginViewMixin, ModelView):
         kwargs.update(self.plugin_template_args())
         return super().render(template, **kwargs)
 
+    # Read-only: Flask-Admin's create, edit and delete pages go back to the list, never to
+    # their ``url=`` (which Flask-Admin checks less strictly than ``local_url``).
+    @expose("/new/", methods=("GET", "POST"))
+    def create_view(self) -> ResponseReturnValue:
+        return redirect(self.get_url(".index_view"))
+
+    @expose("/edit/", methods=("GET", "POST"))
+    def edit_view(self) -> ResponseReturnValue:
+        return redirect(self.get_url(".index_view"))
+
+    @expose("/delete/", methods=("POST",))
+    def delete_view(self) -> ResponseReturnValue:
+        return redirect(self.get_url(".index_view"))
+
     def is_action_allowed(self, name: str) -> bool:
         return False  # The stock actions (delete) are off; ours go through action_view.
 
@@ -377,7 +400,15 @@ class SyncErrorsView(PluginViewMixin, ModelView):
             key = int(id)
         except (TypeError, ValueError):
             return None
+        if not 0 < key <= MAX_ERROR_ID:  # no database takes a key beyond 64 bits: there is no such error
+            return None
         return self.session.session.get(SyncError, key)
+
+    def _get_list_extra_args(self) -> t.Any:
+        args = super()._get_list_extra_args()
+        # A negative or 20-digit OFFSET is a database error on every backend: clamp ?page=.
+        args.page = min(max(args.page or 0, 0), MAX_PAGE)
+        return args
 
     # -- selection: search + filters ------------------------------------------------
 
@@ -539,6 +570,14 @@ class SyncErrorsView(PluginViewMixin, ModelView):
 
     @expose("/details/")
     def details_view(self) -> ResponseReturnValue:
+        # Flask-Admin's details view, with the plugin's stricter return address (``local_url``).
+        return_url = self._return_url(request.args.get("url"))
+        if request.args.get("id") is None:
+            return redirect(return_url)
+        model = self.get_one(request.args["id"])
+        if model is None:
+            flash(admin_gettext("Record does not exist."), "error")
+            return redirect(return_url)
         self._template_args.update(
             can_act=self.can_act(),
             error_actions=[(a.value, ACTION_LABELS[a]) for a in ErrorAction],
@@ -547,7 +586,13 @@ class SyncErrorsView(PluginViewMixin, ModelView):
             ds_action_form=action_form_class()() if self.can_act() else None,
             scope_selected=SCOPE_SELECTED,
         )
-        return super().details_view()
+        return self.render(
+            self.details_template,
+            model=model,
+            details_columns=self._details_columns,
+            get_value=self.get_detail_value,
+            return_url=return_url,
+        )
 
     # -- export ---------------------------------------------------------------------
 
@@ -596,9 +641,7 @@ class SyncErrorsView(PluginViewMixin, ModelView):
     # -- actions --------------------------------------------------------------------
 
     def _return_url(self, value: str | None) -> str:
-        if value and is_safe_url(value):
-            return value
-        return self.get_url(".index_view")
+        return local_url(value) or self.get_url(".index_view")
 
     @expose("/action/", methods=("POST",))
     def action_view(self) -> ResponseReturnValue:
