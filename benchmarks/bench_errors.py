@@ -19,7 +19,6 @@ from flask_dynamics_sync.models import SyncError
 from flask_dynamics_sync.search import SEARCH_COLUMNS
 
 from . import seed
-from .apps import backends
 from .apps import engine_of
 from .apps import fresh_database
 from .apps import make_app
@@ -106,9 +105,3 @@ def run_backend(scale, backend: str, server: str | None) -> list[Figure]:
         ))
     return figures
 
-
-def run(scale) -> list[Figure]:
-    figures = []
-    for backend, server in backends(scale):
-        figures += run_backend(scale, backend, server)
-    return figures

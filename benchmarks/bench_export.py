@@ -20,7 +20,6 @@ import threading
 import time
 from collections.abc import Iterator
 
-from .apps import backends
 from .bench_errors import errors_database
 from .harness import Figure
 from .harness import median_p95
@@ -156,9 +155,3 @@ def run_backend(scale, backend: str, server_url: str | None) -> list[Figure]:
     ))
     return figures
 
-
-def run(scale) -> list[Figure]:
-    figures = []
-    for backend, server_url in backends(scale):
-        figures += run_backend(scale, backend, server_url)
-    return figures

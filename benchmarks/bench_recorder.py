@@ -16,6 +16,7 @@ from flask_dynamics_sync.models import SyncEvent
 
 from .apps import make_app
 from .apps import reset_database
+from .apps import sqlite_url
 from .harness import Figure
 from .harness import median_p95
 
@@ -174,9 +175,10 @@ def bench_claim_and_mark_synced(url: str, records: int, batch_size: int = 500, r
     )
 
 
-def run(scale) -> list[Figure]:
-    from .apps import sqlite_url
-
+def run_backend(scale, backend: str, server: str | None) -> list[Figure]:
+    """The recording API's figures, on SQLite only (the host's write path is the same code elsewhere)."""
+    if backend != "sqlite":
+        return []
     url = sqlite_url("recorder")
     return [
         bench_outbox(url, scale.n(10_000)),

@@ -22,7 +22,6 @@ from flask_dynamics_sync.models import SyncError
 from flask_dynamics_sync.models import SyncEvent
 
 from . import seed
-from .apps import backends
 from .apps import make_app
 from .datasets import status_database
 from .harness import Figure
@@ -129,9 +128,3 @@ def run_backend(scale, backend: str, server: str | None) -> list[Figure]:
     ))
     return figures
 
-
-def run(scale) -> list[Figure]:
-    figures = []
-    for backend, server in backends(scale):
-        figures += run_backend(scale, backend, server)
-    return figures

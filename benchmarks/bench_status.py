@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import time
 
-from .apps import backends
 from .apps import make_app
 from .datasets import status_database
 from .harness import Figure
@@ -72,9 +71,3 @@ def run_backend(scale, backend: str, server: str | None) -> list[Figure]:
     ))
     return figures
 
-
-def run(scale) -> list[Figure]:
-    figures = []
-    for backend, server in backends(scale):
-        figures += run_backend(scale, backend, server)
-    return figures

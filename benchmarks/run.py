@@ -15,6 +15,7 @@ import importlib
 import sys
 import time
 
+from .apps import backends
 from .harness import Figure
 from .harness import load_average
 from .harness import machine
@@ -22,7 +23,7 @@ from .harness import markdown_table
 from .harness import print_table
 from .harness import write_json
 
-#: Benchmark sections, each a module with ``run(scale: Scale) -> list[Figure]``.
+#: Benchmark sections, each a module with ``run_backend(scale, backend, server_url) -> list[Figure]``.
 SECTIONS = ("recorder", "rollup", "status", "errors", "export")
 
 
@@ -61,12 +62,15 @@ def main(argv: list[str] | None = None) -> int:
 
     figures: list[Figure] = []
     began = time.perf_counter()
-    for name in args.only or SECTIONS:
-        section = importlib.import_module(f"benchmarks.bench_{name}")
-        started = time.perf_counter()
-        print(f"[{name}] running …", flush=True)
-        figures.extend(section.run(scale))
-        print(f"[{name}] done in {time.perf_counter() - started:.1f} s", flush=True)
+    # Every SQLite figure first, then every PostgreSQL one: seeding one database
+    # server never overlaps with measuring on the other.
+    for backend, server in backends(scale):
+        for name in args.only or SECTIONS:
+            section = importlib.import_module(f"benchmarks.bench_{name}")
+            started = time.perf_counter()
+            print(f"[{name}, {backend}] running …", flush=True)
+            figures.extend(section.run_backend(scale, backend, server))
+            print(f"[{name}, {backend}] done in {time.perf_counter() - started:.1f} s", flush=True)
     print()
     print_table(figures)
     context["load_after"] = load_average()
