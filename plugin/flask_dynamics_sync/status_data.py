@@ -647,6 +647,24 @@ def status_report(conn: Connection, settings: Settings, now: dt.datetime) -> Sta
     )
 
 
+@dataclasses.dataclass(frozen=True)
+class ThroughputReport:
+    """The *Last Hour* view's panels: throughput only, so the queue is not counted."""
+
+    generated_at: dt.datetime
+    last_hour: LastHour
+    history: History
+
+
+def throughput_report(conn: Connection, settings: Settings, now: dt.datetime) -> ThroughputReport:
+    """The last full hour and the history: two reads of the hourly table."""
+    return ThroughputReport(
+        generated_at=now,
+        last_hour=last_hour(conn, settings, now),
+        history=throughput_history(conn, settings, now),
+    )
+
+
 # -- JSON -----------------------------------------------------------------------------------
 
 

@@ -162,9 +162,16 @@ class SyncStatusView(PluginViewMixin, BaseView):
     @expose("/")
     def index(self) -> str:
         settings = self.sync.settings
+        report: status_data.StatusReport | status_data.ThroughputReport
         with self.sync.engine.connect() as conn:
-            report = status_data.status_report(conn, settings, self.sync.now())
-        objects = [(row.object_type, row.label) for row in report.backlog.rows]
+            if self.selected_view() == LAST_HOUR:
+                # Throughput only, like the Inserts and Updates columns (N/A there): no count of the queue.
+                report = status_data.throughput_report(conn, settings, self.sync.now())
+                rows: Sequence[t.Any] = report.last_hour.rows
+            else:
+                report = status_data.status_report(conn, settings, self.sync.now())
+                rows = report.backlog.rows
+        objects = [(row.object_type, row.label) for row in rows]
         maker = ChartMaker(report.history)
         return self.render(
             "dynamics_sync/status.html",
