@@ -194,7 +194,8 @@ def test_random_failures_either_record_an_error_or_raise_a_clear_one(sync, db, c
 
 limits = st.one_of(st.integers(min_value=-5, max_value=20_000), anything)
 object_type_lists = st.one_of(st.none(), st.lists(objects, max_size=3), anything)
-leases = st.one_of(st.none(), st.integers(min_value=-5, max_value=10**12), anything)
+leases = st.one_of(st.none(), st.integers(min_value=-5, max_value=10**12),
+                   st.sampled_from([0, 365 * 24 * 3600, 365 * 24 * 3600 + 1, 10**12, 2**62]), anything)
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -226,3 +227,13 @@ def test_reporting_something_other_than_claimed_records_raises_a_clear_error(syn
     with pytest.raises(TypeError):
         sync.mark_failed(records, "0x80040237", "Duplicate record")
     assert list_errors(db) == []
+
+
+@pytest.mark.parametrize("lease", [10**12, 2**62])
+def test_a_lease_no_date_can_hold_is_refused_before_anything_is_claimed(sync, db, lease):
+    sync.enqueue("Lead", "1", "insert")
+    db.session.commit()
+
+    with pytest.raises(ValueError, match="lease_seconds"):
+        sync.claim(lease_seconds=lease)
+    assert [r.record_id for r in sync.claim()] == ["1"]

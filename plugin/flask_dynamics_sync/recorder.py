@@ -66,6 +66,8 @@ def _is_deadlock(exc: sa.exc.DBAPIError) -> bool:
     args = getattr(orig, "args", ())
     return bool(args) and args[0] in _RETRYABLE_MYSQL_CODES
 _MAX_CLAIM_BATCH = 10_000
+#: The longest claim lease: a year (a claim's expiry must stay a valid date).
+_MAX_LEASE_SECONDS = 365 * 24 * 3600
 
 
 # -- validation -------------------------------------------------------------------
@@ -410,8 +412,8 @@ class Recorder:
             object_types = [validate_object_type(self.settings, o) for o in object_types]
         wanted_direction = validate_direction(direction).value if direction is not None else None
         lease = self.settings.claim_timeout if lease_seconds is None else lease_seconds
-        if isinstance(lease, bool) or not isinstance(lease, int) or lease <= 0:
-            raise ValueError("lease_seconds must be a positive int")
+        if isinstance(lease, bool) or not isinstance(lease, int) or not 0 < lease <= _MAX_LEASE_SECONDS:
+            raise ValueError(f"lease_seconds must be a positive int of at most {_MAX_LEASE_SECONDS} (a year)")
 
         now = self._clock()
         token = uuid.uuid4().hex
