@@ -526,6 +526,50 @@ def browser() -> Iterator[t.Any]:
             instance.close()
 
 
+#: Collects CSP violations from the first moment of every document (Playwright's
+#: init scripts are not subject to the page's CSP).
+WATCH_VIOLATIONS = """
+window.__cspViolations = [];
+document.addEventListener("securitypolicyviolation", function (e) {
+  window.__cspViolations.push(e.violatedDirective + " " + e.blockedURI);
+});
+"""
+
+
+@pytest.fixture
+def page(browser: t.Any) -> Iterator[t.Any]:
+    """A fresh browser page that records what must not happen, in ``page.problems``.
+
+    Console errors and warnings and uncaught exceptions; dialogs go to
+    ``page.dialogs`` (dismissed at once), CSP violations to
+    ``window.__cspViolations``. See :func:`assert_clean`.
+    """
+    context = browser.new_context(locale="en-US", viewport={"width": 1400, "height": 900}, accept_downloads=True)
+    tab = context.new_page()
+    tab.add_init_script(WATCH_VIOLATIONS)
+    problems: list[str] = []
+    dialogs: list[str] = []
+
+    def on_dialog(dialog: t.Any) -> None:
+        dialogs.append(dialog.message)
+        dialog.dismiss()
+
+    tab.on("dialog", on_dialog)
+    tab.on("console", lambda m: problems.append(f"console {m.type}: {m.text}") if m.type in ("error", "warning") else None)
+    tab.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+    tab.problems = problems
+    tab.dialogs = dialogs
+    yield tab
+    context.close()
+
+
+def assert_clean(page: t.Any, *, dialogs: t.Sequence[str] = ()) -> None:
+    """No CSP violation, console error or warning, uncaught exception, nor any dialog but ``dialogs``."""
+    assert page.evaluate("window.__cspViolations") == []
+    assert page.problems == []
+    assert page.dialogs == list(dialogs)
+
+
 def _no_favicon(wsgi_app: t.Callable[..., t.Any]) -> t.Callable[..., t.Any]:
     """Answer ``/favicon.ico`` with 204, so browsers log no 404 console error."""
 

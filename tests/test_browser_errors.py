@@ -18,18 +18,11 @@ from flask_dynamics_sync.models import SyncError
 from .conftest import ERRORS_URL
 from .conftest import NOW
 from .conftest import add_strict_csp
+from .conftest import assert_clean
 from .conftest import csp_nonce
 from .conftest import load_errors_dataset
 
 pytestmark = [pytest.mark.browser, pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)]
-
-WATCH_VIOLATIONS = """
-window.__cspViolations = [];
-document.addEventListener("securitypolicyviolation", function (e) {
-  window.__cspViolations.push(e.violatedDirective + " " + e.blockedURI);
-});
-"""
-
 
 @pytest.fixture
 def host(make_app, db_url, live_server) -> tuple[t.Any, str]:
@@ -39,25 +32,6 @@ def host(make_app, db_url, live_server) -> tuple[t.Any, str]:
     with app.app_context():
         load_errors_dataset(app.extensions["test_db"])
     return app, live_server(app)
-
-
-@pytest.fixture
-def page(browser) -> t.Iterator[t.Any]:
-    """A fresh page that records console errors, page errors and CSP violations."""
-    context = browser.new_context(locale="en-US", viewport={"width": 1400, "height": 900}, accept_downloads=True)
-    tab = context.new_page()
-    tab.add_init_script(WATCH_VIOLATIONS)
-    problems: list[str] = []
-    tab.on("console", lambda m: problems.append(f"console {m.type}: {m.text}") if m.type in ("error", "warning") else None)
-    tab.on("pageerror", lambda e: problems.append(f"page error: {e}"))
-    tab.problems = problems
-    yield tab
-    context.close()
-
-
-def assert_clean(page) -> None:
-    assert page.evaluate("window.__cspViolations") == []
-    assert page.problems == []
 
 
 def listed_ids(page) -> list[int]:
@@ -134,14 +108,12 @@ def test_search_filter_details_export_and_retry(page, host, tmp_path):
 def test_select_all_ticks_every_row_and_acting_on_nothing_is_stopped(page, host):
     _app, base_url = host
     page.goto(base_url + ERRORS_URL)
-    messages: list[str] = []
-    page.on("dialog", lambda dialog: (messages.append(dialog.message), dialog.accept()))
 
     page.click("button.ds-with-selected")
     page.click("button.ds-action-ignore")
-    assert messages == ["Select at least one error first."]
+    assert page.dialogs == ["Select at least one error first."]
     assert page.url == base_url + ERRORS_URL
 
     page.check("input.ds-toggle-all")
     assert page.locator("input.ds-row-check:checked").count() == 8
-    assert_clean(page)
+    assert_clean(page, dialogs=["Select at least one error first."])

@@ -14,21 +14,12 @@ import pytest
 from flask_admin import Admin
 
 from .conftest import add_strict_csp
+from .conftest import assert_clean
 from .conftest import csp_nonce
 
 pytestmark = [pytest.mark.browser, pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)]
 
 STATUS = "/admin/dynamics/status/"
-
-#: Collects CSP violations from the first moment of every document (Playwright's
-#: init scripts are not subject to the page's CSP).
-WATCH_VIOLATIONS = """
-window.__cspViolations = [];
-document.addEventListener("securitypolicyviolation", function (e) {
-  window.__cspViolations.push(e.violatedDirective + " " + e.blockedURI);
-});
-"""
-
 
 @pytest.fixture
 def base_url(make_app, db_url, status_dataset, live_server) -> str:
@@ -36,25 +27,6 @@ def base_url(make_app, db_url, status_dataset, live_server) -> str:
     app = make_app(db_url, admin=Admin(name="CSP host", csp_nonce_generator=csp_nonce))
     add_strict_csp(app)
     return live_server(app)
-
-
-@pytest.fixture
-def page(browser) -> t.Iterator[t.Any]:
-    """A fresh page that records console errors, page errors and CSP violations."""
-    context = browser.new_context(locale="en-US", viewport={"width": 1280, "height": 900})
-    tab = context.new_page()
-    tab.add_init_script(WATCH_VIOLATIONS)
-    problems: list[str] = []
-    tab.on("console", lambda m: problems.append(f"console {m.type}: {m.text}") if m.type in ("error", "warning") else None)
-    tab.on("pageerror", lambda e: problems.append(f"page error: {e}"))
-    tab.problems = problems
-    yield tab
-    context.close()
-
-
-def assert_clean(page) -> None:
-    assert page.evaluate("window.__cspViolations") == []
-    assert page.problems == []
 
 
 def cells(page, row_selector: str) -> list[str]:

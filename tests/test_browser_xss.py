@@ -62,25 +62,6 @@ def base_url(make_app, db_url, live_server, clock) -> str:
     return live_server(app)
 
 
-@pytest.fixture
-def page(browser) -> t.Iterator[t.Any]:
-    """A page that records dialogs, console errors and uncaught exceptions (``page.problems``)."""
-    context = browser.new_context(locale="en-US", viewport={"width": 1400, "height": 900})
-    tab = context.new_page()
-    problems: list[str] = []
-
-    def on_dialog(dialog: t.Any) -> None:
-        problems.append(f"dialog: {dialog.message}")
-        dialog.dismiss()
-
-    tab.on("dialog", on_dialog)
-    tab.on("console", lambda m: problems.append(f"console {m.type}: {m.text}") if m.type == "error" else None)
-    tab.on("pageerror", lambda e: problems.append(f"page error: {e}"))
-    tab.problems = problems
-    yield tab
-    context.close()
-
-
 def visible_text(page: t.Any) -> str:
     return " ".join(page.locator("body").inner_text().split())
 
@@ -94,7 +75,7 @@ INJECTED = """() => document.querySelectorAll(
 def assert_inert(page: t.Any, *shown: str) -> None:
     """No dialog, console error, exception or payload element so far; ``shown`` is on the page as text."""
     page.wait_for_load_state("load")
-    assert page.problems == []
+    assert (page.problems, page.dialogs) == ([], [])
     assert page.evaluate(INJECTED) == 0
     text = visible_text(page)
     assert [value for value in shown if " ".join(value.split()) not in text] == []
