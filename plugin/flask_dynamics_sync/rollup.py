@@ -1,7 +1,7 @@
 """The hourly rollup: raw sync events and errors → :class:`~flask_dynamics_sync.models.HourlyThroughput`.
 
 A run recomputes whole buckets (hour × object × operation × direction) for a
-range of hours with one set-based statement, ``INSERT … SELECT … GROUP BY``
+range of hours with one set-based statement per hour, ``INSERT … SELECT … GROUP BY``
 with the dialect's upsert (``ON CONFLICT`` on SQLite and PostgreSQL,
 ``ON DUPLICATE KEY`` on MariaDB/MySQL), and removes buckets of the range whose
 source rows are gone. Running it twice, concurrently or after a crash leaves
@@ -121,39 +121,20 @@ def ceil_hour(value: dt.datetime) -> dt.datetime:
 # -- SQL --------------------------------------------------------------------------
 
 
-def hour_key(column: sa.ColumnElement[dt.datetime], family: str) -> sa.ColumnElement[t.Any]:
-    """SQL identifying the hour of a timestamp column, cheap to group by (see :func:`hour_value`).
-
-    Constants are inlined so that the expression renders identically in
-    ``SELECT`` and ``GROUP BY`` (PostgreSQL compares them textually).
-    """
-    if family == "postgresql":
-        return sa.func.date_trunc(sa.literal_column("'hour'"), column)
-    if family == "mysql":
-        zero = sa.literal_column("0")
-        return sa.func.timestamp(sa.func.date(column), sa.func.maketime(sa.func.hour(column), zero, zero))
-    # SQLite holds SQLAlchemy's fixed "YYYY-MM-DD HH:MM:SS.ffffff" text: its first 13
-    # characters name the hour, with no date parsing per row (strftime() costs a lot more).
-    return sa.func.substr(column, sa.literal_column("1"), sa.literal_column("13"))
-
-
-def hour_value(key: sa.ColumnElement[t.Any], family: str) -> sa.ColumnElement[t.Any]:
-    """The start of the hour named by a :func:`hour_key`, in the ``hour`` column's storage format."""
-    if family == "sqlite":
-        return key.concat(sa.literal_column("':00:00.000000'"))
-    return key
-
-
 def _int(value: int) -> sa.ColumnElement[int]:
     return sa.literal_column(str(int(value)), sa.Integer)
 
 
-def buckets_select(family: str, start: dt.datetime, end: dt.datetime, now: dt.datetime) -> sa.Select[t.Any]:
-    """The buckets of hours ``[start, end)``: events and errors, each grouped, then merged."""
-    event_hour = hour_key(events.c.synced_at, family)
+def buckets_select(hour: dt.datetime, now: dt.datetime) -> sa.Select[t.Any]:
+    """The buckets of one hour: its events and errors, each grouped, then merged.
+
+    One hour at a time: the hour is a constant, so nothing is computed per row
+    to find it, and each grouping sorts one hour's rows (a third faster than
+    grouping a range by an hour expression, on SQLite).
+    """
+    end = hour + HOUR
     from_events = (
         sa.select(
-            event_hour.label("hour"),
             events.c.object_type,
             events.c.operation,
             events.c.direction,
@@ -162,13 +143,11 @@ def buckets_select(family: str, start: dt.datetime, end: dt.datetime, now: dt.da
             sa.func.sum(events.c.latency_ms).label("latency_sum"),
             sa.func.max(events.c.latency_ms).label("latency_max"),
         )
-        .where(events.c.synced_at >= start, events.c.synced_at < end)
-        .group_by(event_hour, events.c.object_type, events.c.operation, events.c.direction)
+        .where(events.c.synced_at >= hour, events.c.synced_at < end)
+        .group_by(events.c.object_type, events.c.operation, events.c.direction)
     )
-    error_hour = hour_key(errors.c.occurred_at, family)
     from_errors = (
         sa.select(
-            error_hour.label("hour"),
             errors.c.object_type,
             errors.c.operation,
             errors.c.direction,
@@ -177,14 +156,14 @@ def buckets_select(family: str, start: dt.datetime, end: dt.datetime, now: dt.da
             sa.cast(sa.null(), sa.BigInteger).label("latency_sum"),
             sa.cast(sa.null(), sa.Integer).label("latency_max"),
         )
-        .where(errors.c.occurred_at >= start, errors.c.occurred_at < end)
-        .group_by(error_hour, errors.c.object_type, errors.c.operation, errors.c.direction)
+        .where(errors.c.occurred_at >= hour, errors.c.occurred_at < end)
+        .group_by(errors.c.object_type, errors.c.operation, errors.c.direction)
     )
     merged = sa.union_all(from_events, from_errors).subquery("source")
-    key = [merged.c[name] for name in _KEY]
+    key = [merged.c[name] for name in _KEY[1:]]
     return sa.select(
-        hour_value(merged.c.hour, family),
-        *key[1:],
+        sa.literal(hour, HourlyThroughput.hour.type),
+        *key,
         sa.func.sum(merged.c.synced),
         sa.func.sum(merged.c.failed),
         sa.func.coalesce(sa.func.sum(merged.c.latency_sum), _int(0)),
@@ -193,9 +172,9 @@ def buckets_select(family: str, start: dt.datetime, end: dt.datetime, now: dt.da
     ).group_by(*key)
 
 
-def upsert_buckets_statement(family: str, start: dt.datetime, end: dt.datetime, now: dt.datetime) -> sa.Insert:
-    """``INSERT INTO hourly … SELECT …`` replacing the figures of buckets that already exist."""
-    source = buckets_select(family, start, end, now)
+def upsert_buckets_statement(family: str, hour: dt.datetime, now: dt.datetime) -> sa.Insert:
+    """``INSERT INTO hourly … SELECT …`` of one hour, replacing the figures of buckets that already exist."""
+    source = buckets_select(hour, now)
     columns = [*_KEY, *_FIGURES]
     if family == "mysql":
         from sqlalchemy.dialects.mysql import insert as mysql_insert
@@ -292,7 +271,10 @@ def roll_up(
 
     buckets = removed = 0
     if first < stop:
-        conn.execute(upsert_buckets_statement(family, first, stop, now))
+        hour = first
+        while hour < stop:
+            conn.execute(upsert_buckets_statement(family, hour, now))
+            hour += HOUR
         in_range = sa.and_(hourly.c.hour >= first, hourly.c.hour < stop)
         # Buckets the upsert did not touch have no source rows any more.
         removed = conn.execute(sa.delete(hourly).where(in_range, hourly.c.computed_at != now)).rowcount
