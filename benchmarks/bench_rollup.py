@@ -28,7 +28,7 @@ from .harness import Figure
 from .harness import median_p95
 
 HOUR = dt.timedelta(hours=1)
-ONE_HOUR_SAMPLES = 15
+ONE_HOUR_SAMPLES = 30
 BACKFILL_SAMPLES = 3
 BACKFILL_HOURS = 25
 
