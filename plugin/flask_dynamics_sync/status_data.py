@@ -45,6 +45,7 @@ from .leases import read_job
 from .models import BacklogSnapshot
 from .models import HourlyThroughput
 from .models import QueueItem
+from .recorder import dialect_family
 from .rollup import ROLLUP_JOB
 from .types import Direction
 from .types import Operation
@@ -112,35 +113,54 @@ def backlog_groups(
     """Pending records per object type and operation (and direction), oldest ``queued_at`` included.
 
     Read from the queue index ``(state, object_type, operation, direction,
-    queued_at)`` alone, in one statement: per object type, operation and
-    direction, a count of its index range and a seek to its first entry.
-    Grouping the whole range instead compares and aggregates every pending
-    entry, twice the time at 50k pending. The object types are found by
-    :func:`pending_object_types`.
+    queued_at)`` alone. On SQLite, in one statement, per object type,
+    operation and direction: a count of its index range and a seek to its
+    first entry (grouping the whole range compares and aggregates every
+    pending entry: twice the time at 50k pending); the object types are found
+    by :func:`pending_object_types`. PostgreSQL and MariaDB group one
+    index-only range read, which they do faster than many range counts.
     """
+    if dialect_family(conn) == "sqlite":
+        ranges = _range_counts(conn, object_type)
+    else:
+        key = (_queue.c.object_type, _queue.c.operation, _queue.c.direction)
+        stmt = (
+            sa.select(*key, sa.func.count(), sa.func.min(_queue.c.queued_at))
+            .where(_queue.c.state == QueueState.PENDING.value)
+            .group_by(*key)
+        )
+        if object_type is not None:
+            stmt = stmt.where(_queue.c.object_type == object_type)
+        ranges = [tuple(row) for row in conn.execute(stmt)]
+    found: dict[tuple[str, Operation, Direction | None], BacklogGroup] = {}
+    operations = {o.value: o for o in Operation}
+    directions = {d.value: d for d in Direction}
+    for name, operation_value, direction_value, count, oldest in ranges:
+        operation, direction = operations.get(operation_value), directions.get(direction_value)
+        if not count or operation is None or direction is None:  # only the recording API writes the queue
+            continue
+        key = (name, operation, direction if by_direction else None)
+        known = found.get(key)
+        if known is not None:
+            count += known.pending
+            oldest = min(oldest, known.oldest_queued_at) if known.oldest_queued_at is not None else oldest
+        found[key] = BacklogGroup(name, operation, key[2], int(count), oldest)
+    return list(found.values())
+
+
+def _range_counts(conn: Connection, object_type: str | None) -> list[tuple[t.Any, ...]]:
+    """(object type, operation, direction, pending, oldest) of every range of the queue index (SQLite)."""
     names = [object_type] if object_type is not None else pending_object_types(conn)
     if not names:
         return []
     params = {f"object_type_{i}": name for i, name in enumerate(names)}
     rows = iter(conn.execute(_backlog_statement(len(names)), params).all())
-    groups = []
-    for name in names:
-        for operation in Operation:
-            found = [(direction, *next(rows)) for direction in Direction]
-            split = [found] if not by_direction else [[one] for one in found]
-            for part in split:
-                pending = sum(int(count) for _, count, _ in part)
-                if pending:
-                    groups.append(
-                        BacklogGroup(
-                            object_type=name,
-                            operation=operation,
-                            direction=part[0][0] if by_direction else None,
-                            pending=pending,
-                            oldest_queued_at=min(oldest for _, count, oldest in part if count),
-                        )
-                    )
-    return groups
+    return [
+        (name, operation.value, direction.value, *next(rows))
+        for name in names
+        for operation in Operation
+        for direction in Direction
+    ]
 
 
 @functools.lru_cache(maxsize=32)
