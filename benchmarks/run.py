@@ -1,4 +1,4 @@
-"""Run every benchmark: ``python -m benchmarks.run [--quick] [--only NAME ...] [--json PATH]``.
+"""Run every benchmark: ``python -m benchmarks.run [--quick] [--only NAME ...] [--postgres URL] [--json PATH] [--markdown PATH]``.
 
 Seeds realistic data at scale on SQLite (and PostgreSQL with ``--postgres URL``),
 measures each figure with the baseline it is compared to in the same run, and
