@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 import typing as t
 
@@ -17,6 +18,7 @@ from flask_dynamics_sync.models import metadata
 from .seed import NOW
 
 _folder: str | None = None
+_postgres_databases: list[str] = []
 
 
 def sqlite_url(name: str) -> str:
@@ -40,7 +42,23 @@ def postgres_url(server_url: str, name: str) -> str:
         conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
         conn.exec_driver_sql(f'CREATE DATABASE "{database}"')
     admin.dispose()
-    return url.set(database=database).render_as_string(hide_password=False)
+    created = url.set(database=database).render_as_string(hide_password=False)
+    _postgres_databases.append(created)
+    return created
+
+
+def cleanup() -> None:
+    """Delete this run's SQLite files and PostgreSQL databases (gigabytes at full scale)."""
+    global _folder
+    if _folder is not None:
+        shutil.rmtree(_folder, ignore_errors=True)
+        _folder = None
+    while _postgres_databases:
+        url = sa.make_url(_postgres_databases.pop())
+        admin = sa.create_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{url.database}" WITH (FORCE)')
+        admin.dispose()
 
 
 def fresh_database(backend: str, name: str, server_url: str | None = None) -> str:

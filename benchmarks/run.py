@@ -16,6 +16,7 @@ import sys
 import time
 
 from .apps import backends
+from .apps import cleanup
 from .harness import Figure
 from .harness import load_average
 from .harness import machine
@@ -62,15 +63,18 @@ def main(argv: list[str] | None = None) -> int:
 
     figures: list[Figure] = []
     began = time.perf_counter()
-    # Every SQLite figure first, then every PostgreSQL one: seeding one database
-    # server never overlaps with measuring on the other.
-    for backend, server in backends(scale):
-        for name in args.only or SECTIONS:
-            section = importlib.import_module(f"benchmarks.bench_{name}")
-            started = time.perf_counter()
-            print(f"[{name}, {backend}] running …", flush=True)
-            figures.extend(section.run_backend(scale, backend, server))
-            print(f"[{name}, {backend}] done in {time.perf_counter() - started:.1f} s", flush=True)
+    try:
+        # Every SQLite figure first, then every PostgreSQL one: seeding one database
+        # server never overlaps with measuring on the other.
+        for backend, server in backends(scale):
+            for name in args.only or SECTIONS:
+                section = importlib.import_module(f"benchmarks.bench_{name}")
+                started = time.perf_counter()
+                print(f"[{name}, {backend}] running …", flush=True)
+                figures.extend(section.run_backend(scale, backend, server))
+                print(f"[{name}, {backend}] done in {time.perf_counter() - started:.1f} s", flush=True)
+    finally:
+        cleanup()
     print()
     print_table(figures)
     context["load_after"] = load_average()
