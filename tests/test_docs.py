@@ -18,10 +18,10 @@ CONFIG_ROW = re.compile(r"^\| `(DYNAMICS_SYNC_[A-Z0-9_]+)` \| `(.*?)` \|", re.MU
 CONFIG_KEY = re.compile(r"\bDYNAMICS_SYNC_[A-Z0-9_]+")
 
 
-def section(name: str) -> str:
-    """The README text from ``<!-- section: name ... -->`` to the next ``## `` heading."""
-    marker = re.search(rf"<!-- section: {re.escape(name)}\b.*?-->", README)
-    assert marker, f"README has no section {name!r}"
+def section(heading: str) -> str:
+    """The README text under ``## <heading>``, up to the next ``## `` heading."""
+    marker = re.search(rf"^## {re.escape(heading)}\n", README, re.MULTILINE)
+    assert marker, f"README has no section {heading!r}"
     rest = README[marker.end():]
     end = re.search(r"^## ", rest, re.MULTILINE)
     return rest[: end.start() if end else len(rest)]
@@ -32,11 +32,11 @@ def code_blocks(text: str, language: str) -> list[str]:
 
 
 def documented_defaults() -> dict[str, str]:
-    return dict(CONFIG_ROW.findall(section("config")))
+    return dict(CONFIG_ROW.findall(section("Configuration")))
 
 
 def quickstart_commands() -> list[str]:
-    return [line for block in code_blocks(section("quickstart"), "sh") for line in block.splitlines() if line.strip()]
+    return [line for block in code_blocks(section("Quickstart"), "sh") for line in block.splitlines() if line.strip()]
 
 
 # -- configuration ------------------------------------------------------------------
@@ -105,7 +105,7 @@ def test_ci_forbids_skipping_databases_and_the_browser():
 def readme_host(tmp_path, monkeypatch):
     """The README's embedding example, run as a module of its own in an empty folder (SQLite file there)."""
     monkeypatch.chdir(tmp_path)
-    [example] = [block for block in code_blocks(section("embedding"), "python") if "sync.init_app(" in block]
+    [example] = [block for block in code_blocks(section("Embedding it in an existing app"), "python") if "sync.init_app(" in block]
     module = types.ModuleType("readme_host")
     monkeypatch.setitem(sys.modules, module.__name__, module)
     exec(compile(example, "README.md (embedding)", "exec", dont_inherit=True), module.__dict__)
