@@ -100,3 +100,19 @@ def test_choice_filters_offer_every_value(client, arg, choices):
 
     select = re.search(rf'<select id="ds-{arg}" name="{arg}".*?</select>', html, re.S).group(0)
     assert re.findall(r'<option value="([^"]*)"', select) == ["", *choices]
+
+
+@pytest.mark.parametrize(
+    ("zone", "value"), [("Europe/Rome", "0001-01-01T00:00"), ("America/New_York", "9999-12-31T23:59")]
+)
+def test_a_time_outside_the_utc_calendar_is_ignored_with_a_warning(make_app, db_url, zone, value):
+    # In the viewer's zone the time exists, in UTC it would fall before year 1 or after year 9999.
+    app = make_app(db_url, config={"DYNAMICS_SYNC_TIMEZONE": zone})
+    with app.app_context():
+        dataset = load_errors_dataset(app.extensions["test_db"])
+    response = app.test_client().get(ERRORS_URL, query_string={FROM: value})
+
+    assert response.status_code == 200
+    html = response.get_data(as_text=True)
+    assert re.findall(r"/details/\?id=(\d+)", html) == [str(row["id"]) for row in dataset]
+    assert f"Ignored filter values that are not valid: {value}" in html

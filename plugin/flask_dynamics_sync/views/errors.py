@@ -112,11 +112,17 @@ SCOPE_ALL = "all"
 
 
 def parse_viewer_time(value: str) -> dt.datetime:
-    """A time typed by the viewer (ISO 8601, in their time zone unless it has an offset) as naive UTC."""
+    """A time typed by the viewer (ISO 8601, in their time zone unless it has an offset) as naive UTC.
+
+    :raises ValueError: not a time, or one that is before year 1 or after year 9999 in UTC.
+    """
     parsed = dt.datetime.fromisoformat(value.strip())
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=i18n.get_timezone())
-    return parsed.astimezone(dt.timezone.utc).replace(tzinfo=None)
+    try:
+        return parsed.astimezone(dt.timezone.utc).replace(tzinfo=None)
+    except OverflowError:  # Flask-Admin's filter validation only expects ValueError
+        raise ValueError(f"time out of range in UTC: {value!r}") from None
 
 
 class TimeFilter(BaseSQLAFilter):
