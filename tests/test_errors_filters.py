@@ -116,3 +116,34 @@ def test_a_time_outside_the_utc_calendar_is_ignored_with_a_warning(make_app, db_
     html = response.get_data(as_text=True)
     assert re.findall(r"/details/\?id=(\d+)", html) == [str(row["id"]) for row in dataset]
     assert f"Ignored filter values that are not valid: {value}" in html
+
+
+def test_times_are_read_in_the_zone_of_the_hosts_flask_babel_selector(make_babel_app):
+    # Flask-Babel's zones are pytz zones: 13:00 in Rome is 12:00 UTC, not 12:10 (Rome's local mean time).
+    app = make_babel_app(timezone_selector=lambda: "Europe/Rome")
+    with app.app_context():
+        load_errors_dataset(app.extensions["test_db"])
+    assert listed_error_ids(app.test_client(), {FROM: "2026-03-10T13:00"}) == [700001, 700002, 700003, 700004, 700005]
+
+
+def test_a_time_outside_the_utc_calendar_in_the_hosts_flask_babel_zone_is_ignored(make_babel_app):
+    app = make_babel_app(timezone_selector=lambda: "Europe/Rome")
+    with app.app_context():
+        load_errors_dataset(app.extensions["test_db"])
+    response = app.test_client().get(ERRORS_URL, query_string={FROM: "0001-01-01T00:00"})
+
+    assert response.status_code == 200
+    assert "Ignored filter values that are not valid: 0001-01-01T00:00" in response.get_data(as_text=True)
+
+
+def test_a_utc_time_before_year_1_in_the_viewers_zone_keeps_the_filter_bar(make_app, db_url):
+    # Valid in UTC, but the filter bar cannot show it in New York (it would be year 0 there).
+    app = make_app(db_url, config={"DYNAMICS_SYNC_TIMEZONE": "America/New_York"})
+    with app.app_context():
+        dataset = load_errors_dataset(app.extensions["test_db"])
+    response = app.test_client().get(ERRORS_URL, query_string={FROM: "0001-01-01T00:00Z"})
+
+    assert response.status_code == 200
+    html = response.get_data(as_text=True)
+    assert re.findall(r"/details/\?id=(\d+)", html) == [str(row["id"]) for row in dataset]
+    assert f'name="{FROM}" class="form-control form-control-sm" type="datetime-local" step="1" value="0001-01-01T00:00Z"' in html

@@ -117,9 +117,12 @@ def parse_viewer_time(value: str) -> dt.datetime:
     :raises ValueError: not a time, or one that is before year 1 or after year 9999 in UTC.
     """
     parsed = dt.datetime.fromisoformat(value.strip())
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=i18n.get_timezone())
     try:
+        if parsed.tzinfo is None:
+            zone = i18n.get_timezone()
+            # Flask-Babel's zones are pytz zones, whose replace() gives the zone's first offset (LMT).
+            localize = getattr(zone, "localize", None)
+            parsed = localize(parsed) if localize is not None else parsed.replace(tzinfo=zone)
         return parsed.astimezone(dt.timezone.utc).replace(tzinfo=None)
     except OverflowError:  # Flask-Admin's filter validation only expects ValueError
         raise ValueError(f"time out of range in UTC: {value!r}") from None
@@ -541,8 +544,12 @@ class SyncErrorsView(PluginViewMixin, ModelView):
             if isinstance(flt, TimeFilter):
                 kind, options = "datetime", []
                 if value:  # shown as the datetime-local input expects it
-                    local = i18n.to_local(flt.clean(value))
-                    value = local.strftime("%Y-%m-%dT%H:%M:%S" if local.second else "%Y-%m-%dT%H:%M")
+                    try:
+                        local = i18n.to_local(flt.clean(value))
+                    except OverflowError:  # valid in UTC, before year 1 or after 9999 here: shown as typed
+                        pass
+                    else:
+                        value = local.strftime("%Y-%m-%dT%H:%M:%S" if local.second else "%Y-%m-%dT%H:%M")
             elif index == self._OBJECT_FILTER:
                 kind, options = "select", list(self.sync.settings.objects.items())
             elif flt.options:
