@@ -526,3 +526,12 @@ def test_recording_calls_during_an_outage_raise_and_the_work_resumes_afterwards(
     with db.engine.connect() as conn:
         assert conn.scalar(sa.select(sa.func.count()).select_from(SyncEvent)) == 1
     assert queue_rows(db) == []
+
+
+def test_a_missing_table_is_not_reported_as_an_outage(app, client):
+    # A real missing table: SQLite reports it as an OperationalError, like a locked database.
+    with app.app_context():
+        SyncError.__table__.drop(app.extensions["test_db"].engine)
+
+    with pytest.raises(sa.exc.DatabaseError):
+        client.get(ERRORS_URL)

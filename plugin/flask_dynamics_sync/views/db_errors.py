@@ -49,6 +49,9 @@ DATABASE_UNAVAILABLE: tuple[type[Exception], ...] = (
     sa.exc.TimeoutError,
 )
 
+#: SQLite's generic error code: a missing table or column, bad SQL (also an ``OperationalError``).
+SQLITE_ERROR = 1
+
 #: Seconds a client is asked to wait before trying again.
 RETRY_AFTER_SECONDS = 30
 
@@ -88,8 +91,17 @@ def _rollback(view: PluginViewMixin) -> None:
         pass
 
 
+def is_outage(exc: Exception) -> bool:
+    """Does ``exc`` (one of :data:`DATABASE_UNAVAILABLE`) say the database cannot be used right now?"""
+    orig = getattr(exc, "orig", None)
+    # SQLite raises OperationalError for "no such table" too: retrying will not help.
+    return getattr(orig, "sqlite_errorcode", None) != SQLITE_ERROR
+
+
 def unavailable_response(view: PluginViewMixin, exc: Exception) -> Response:
-    """The 503 answer to ``exc`` for the endpoint being served."""
+    """The 503 answer to ``exc`` for the endpoint being served (a programming error is raised again)."""
+    if not is_outage(exc):
+        raise exc
     logger.error("Flask-Dynamics-Sync: database unavailable on %s %s", request.method, request.path, exc_info=exc)
     _rollback(view)
     title, message = unavailable_title(), unavailable_message()
