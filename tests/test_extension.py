@@ -70,6 +70,7 @@ def test_objects_and_labels_are_configurable(make_app, sqlite_url):
         ({"DYNAMICS_SYNC_DEFAULT_DIRECTION": "up"}, ValueError, "'up' is not a valid Direction"),
         ({"DYNAMICS_SYNC_URL_SEGMENT": "/"}, ValueError, "DYNAMICS_SYNC_URL_SEGMENT must not be empty"),
         ({"DYNAMICS_SYNC_NOTIFY_LOCALE": "xx_YY"}, ValueError, "DYNAMICS_SYNC_NOTIFY_LOCALE: unknown locale 'xx_YY'"),
+        ({"DYNAMICS_SYNC_TIMEZONE": "Europe/Roma"}, ValueError, "DYNAMICS_SYNC_TIMEZONE: unknown time zone 'Europe/Roma'"),
     ],
 )
 def test_bad_config_is_refused_at_init(make_app, sqlite_url, config, error, message):

@@ -156,6 +156,16 @@ def _locale(value: t.Any) -> str:
         raise ValueError(f"DYNAMICS_SYNC_NOTIFY_LOCALE: unknown locale {value!r}") from None
 
 
+def _timezone(value: t.Any) -> str:
+    import zoneinfo
+
+    try:
+        zoneinfo.ZoneInfo(str(value))
+    except (ValueError, zoneinfo.ZoneInfoNotFoundError):
+        raise ValueError(f"DYNAMICS_SYNC_TIMEZONE: unknown time zone {value!r}") from None
+    return str(value)
+
+
 def _positive_int(config: Mapping[str, t.Any], key: str, *, allow_zero: bool = False) -> int:
     value = config[key]
     if isinstance(value, bool) or not isinstance(value, int):
@@ -180,7 +190,7 @@ def load_settings(config: t.MutableMapping[str, t.Any]) -> Settings:
         menu_category=str(config["DYNAMICS_SYNC_MENU_CATEGORY"]),
         url_segment=segment,
         static_url_path=str(config["DYNAMICS_SYNC_STATIC_URL_PATH"]),
-        timezone=str(config["DYNAMICS_SYNC_TIMEZONE"]),
+        timezone=_timezone(config["DYNAMICS_SYNC_TIMEZONE"]),
         translation_directories=_directories(config["DYNAMICS_SYNC_TRANSLATION_DIRECTORIES"]),
         claim_timeout=_positive_int(config, "DYNAMICS_SYNC_CLAIM_TIMEOUT"),
         max_attempts=_positive_int(config, "DYNAMICS_SYNC_MAX_ATTEMPTS"),
