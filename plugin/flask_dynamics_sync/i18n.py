@@ -17,6 +17,7 @@ import datetime as dt
 import functools
 import os
 import re
+import threading
 import typing as t
 import zoneinfo
 
@@ -302,14 +303,16 @@ def install_babel_fallback(app: t.Any) -> None:
         return
 
     checked = False
+    lock = threading.Lock()
 
     def ensure_babel() -> None:
         nonlocal checked
         if checked:
             return
-        checked = True
-        if "babel" not in app.extensions:
-            app.logger.info("Flask-Dynamics-Sync: flask-babel is installed but not initialised; using English.")
-            flask_babel.Babel(app)
+        with lock:  # threaded servers: every first request waits until Babel is there
+            if "babel" not in app.extensions:
+                app.logger.info("Flask-Dynamics-Sync: flask-babel is installed but not initialised; using English.")
+                flask_babel.Babel(app)
+            checked = True
 
     app.before_request_funcs.setdefault(None, []).insert(0, ensure_babel)
