@@ -8,6 +8,7 @@ import pytest
 import sqlalchemy as sa
 
 from flask_dynamics_sync import Change
+from flask_dynamics_sync import ClaimLostError
 from flask_dynamics_sync import Direction
 from flask_dynamics_sync import ErrorState
 from flask_dynamics_sync import Operation
@@ -255,6 +256,57 @@ def test_mark_failed_without_retry_parks_the_record(sync, db):
     [row] = queue_rows(db)
     assert (row["state"], row["claim_token"]) == ("parked", None)
     assert sync.claim() == []
+
+
+def test_mark_failed_does_not_park_a_record_that_changed_in_flight(sync, db, clock):
+    sync.enqueue("Lead", "1", "insert")
+    db.session.commit()
+    [record] = sync.claim()
+    clock.advance(minutes=1)
+    sync.enqueue("Lead", "1", "update")
+    db.session.commit()
+
+    parked = sync.mark_failed(record, "0x80040220", "Principal user is missing privileges", retry=False)
+
+    assert parked is False
+    [row] = queue_rows(db)
+    assert (row["state"], row["attempts"], row["not_before"], row["claim_token"], row["dirty_since"]) == (
+        "pending", 1, NOW + dt.timedelta(minutes=1), None, None,
+    )
+    assert [r.record_id for r in sync.claim()] == ["1"]
+    with db.engine.connect() as conn:
+        assert conn.execute(sa.select(SyncError.__table__.c.state, SyncError.__table__.c.attempt)).all() == [
+            ("open", 1)
+        ]
+
+
+def test_mark_failed_after_the_claim_was_taken_over_raises_and_writes_nothing(sync, db, clock, app):
+    sync.enqueue("Lead", "1", "insert")
+    db.session.commit()
+    [stale] = sync.claim()
+    clock.advance(seconds=app.config["DYNAMICS_SYNC_CLAIM_TIMEOUT"] + 1)
+    [fresh] = sync.claim()
+
+    with pytest.raises(ClaimLostError, match="Lead '1' \\(to_dynamics\\)"):
+        sync.mark_failed(stale, "0x80040220", "denied", retry=False)
+
+    [row] = queue_rows(db)
+    assert (row["state"], row["attempts"], row["claim_token"]) == ("pending", 0, fresh.claim_token)
+    assert table_count(db, SyncError) == 0
+
+
+def test_mark_failed_after_the_new_claimant_synced_the_record_raises_and_writes_nothing(sync, db, clock, app):
+    sync.enqueue("Lead", "1", "insert")
+    db.session.commit()
+    [stale] = sync.claim()
+    clock.advance(seconds=app.config["DYNAMICS_SYNC_CLAIM_TIMEOUT"] + 1)
+    sync.mark_synced(sync.claim())
+
+    with pytest.raises(ClaimLostError):
+        sync.mark_failed(stale, "0x80040220", "denied", retry=True)
+
+    assert queue_rows(db) == []
+    assert table_count(db, SyncError) == 0
 
 
 def test_a_parked_record_waits_again_when_it_changes(sync, db, clock):

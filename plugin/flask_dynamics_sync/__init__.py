@@ -1,5 +1,6 @@
 """Flask-Dynamics-Sync: a Microsoft Dynamics sync status console for Flask-Admin."""
 
+from .errors import ClaimLostError
 from .errors import DynamicsSyncError
 from .errors import NotInitializedError
 from .extension import DynamicsSync
@@ -13,6 +14,7 @@ from .types import SyncOutcome
 
 __all__ = [
     "Change",
+    "ClaimLostError",
     "ClaimedRecord",
     "Direction",
     "DynamicsSync",

@@ -7,3 +7,12 @@ class DynamicsSyncError(Exception):
 
 class NotInitializedError(DynamicsSyncError, RuntimeError):
     """The extension is used outside an application it was initialised on."""
+
+
+class ClaimLostError(DynamicsSyncError):
+    """A worker reported a failure for a record it no longer holds.
+
+    Its claim expired and the record was claimed again by another worker (who
+    may have synced it since). Nothing was written: the record belongs to
+    whoever holds it now, and an error recorded for it would never be resolved.
+    """

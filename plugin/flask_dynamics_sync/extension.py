@@ -340,8 +340,12 @@ class DynamicsSync:
         With ``retry=True`` the record stays queued and is retried after a
         backoff, until ``DYNAMICS_SYNC_MAX_ATTEMPTS``; with ``retry=False`` (or
         at the limit) it is parked until it changes again or an admin retries
-        it. A message longer than its column is stored truncated. Returns
-        whether the record was parked.
+        it. A record that changed while in flight is never parked: it waits
+        again at once for the newer change. A message longer than its column is
+        stored truncated. Returns whether the record was parked.
+
+        :raises ClaimLostError: the claim expired and another worker claimed
+            the record since; nothing was written.
         """
         return self._state().recorder.mark_failed(record, code, message, retry)
 

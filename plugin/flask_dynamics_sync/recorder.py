@@ -30,6 +30,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm import scoped_session
 
 from .config import Settings
+from .errors import ClaimLostError
 from .models import ERROR_CODE_LENGTH
 from .models import ERROR_MESSAGE_LENGTH
 from .models import LABEL_LENGTH
@@ -555,22 +556,42 @@ class Recorder:
         now = self._clock()
         attempt = record.attempts + 1
         park = not retry or attempt >= self.settings.max_attempts
-        clean = queue.c.dirty_since.is_(None)
-        parked_state = sa.case((clean, QueueState.PARKED.value), else_=QueueState.PENDING.value)
-        def work(conn: Connection) -> None:
-            # A record that changed while in flight is not parked: the newer change gets its try.
-            conn.execute(
+        mine = sa.and_(queue.c.id == record.queue_id, queue.c.claim_token == record.claim_token)
+        released = (
+            (queue.c.dirty_since, None),
+            (queue.c.claim_token, None),
+            (queue.c.claimed_until, None),
+        )
+
+        def work(conn: Connection) -> bool:
+            parked_or_backed_off = conn.execute(
                 sa.update(queue)
-                .where(queue.c.id == record.queue_id, queue.c.claim_token == record.claim_token)
+                .where(mine, queue.c.dirty_since.is_(None))
                 .ordered_values(
                     (queue.c.attempts, attempt),
-                    (queue.c.state, parked_state if park else QueueState.PENDING.value),
-                    (queue.c.not_before, sa.case((clean, now + self.retry_delay(attempt)), else_=now)),
-                    (queue.c.dirty_since, None),
-                    (queue.c.claim_token, None),
-                    (queue.c.claimed_until, None),
+                    (queue.c.state, QueueState.PARKED.value if park else QueueState.PENDING.value),
+                    (queue.c.not_before, now + self.retry_delay(attempt)),
+                    *released,
                 )
-            )
+            ).rowcount
+            # Changed while in flight: never parked, the newer change gets its try at once.
+            changed_in_flight = conn.execute(
+                sa.update(queue)
+                .where(mine, queue.c.dirty_since.is_not(None))
+                .ordered_values(
+                    (queue.c.attempts, attempt),
+                    (queue.c.state, QueueState.PENDING.value),
+                    (queue.c.not_before, now),
+                    *released,
+                )
+            ).rowcount
+            if not parked_or_backed_off and not changed_in_flight:
+                # Rolled back with nothing written: an error here would belong to a record
+                # another worker now owns, and nothing would ever resolve it.
+                raise ClaimLostError(
+                    f"the claim on {record.object_type} {record.record_id!r} ({record.direction.value})"
+                    " expired and another worker claimed it; the failure was not recorded"
+                )
             conn.execute(
                 sa.insert(errors).values(
                     object_type=record.object_type,
@@ -585,6 +606,6 @@ class Recorder:
                     state=ErrorState.OPEN.value,
                 )
             )
+            return park and bool(parked_or_backed_off)
 
-        self.transaction(work)
-        return park
+        return self.transaction(work)
