@@ -25,6 +25,8 @@ from collections.abc import Iterator
 
 import pytest
 import sqlalchemy as sa
+from hypothesis import HealthCheck
+from hypothesis import settings
 from flask import Flask
 from flask_admin import Admin
 from flask_sqlalchemy import SQLAlchemy
@@ -45,6 +47,29 @@ DATABASES = ["sqlite", "postgresql", "mariadb"]
 REQUIRE_ALL = os.environ.get("DYNAMICS_SYNC_REQUIRE_ALL_DATABASES", "") not in ("", "0", "false")
 
 _skipped: list[str] = []
+
+# -- property and fuzz tests ------------------------------------------------------------------
+#: ``ci`` (the default) replays the same examples on every run, so a submission never fails on an
+#: input unrelated to its change; ``explore`` (``DYNAMICS_SYNC_HYPOTHESIS=explore``) draws new ones,
+#: ten times as many. An example that ever failed stays in its test as an ``@example``.
+HYPOTHESIS_PROFILE = os.environ.get("DYNAMICS_SYNC_HYPOTHESIS", "ci")
+FUZZ_SCALE = 10 if HYPOTHESIS_PROFILE == "explore" else 1
+_COMMON = {"deadline": None, "suppress_health_check": [HealthCheck.function_scoped_fixture], "print_blob": True}
+settings.register_profile("ci", derandomize=True, database=None, **_COMMON)
+settings.register_profile("explore", derandomize=False, **_COMMON)
+settings.load_profile(HYPOTHESIS_PROFILE)
+
+
+def fuzz(max_examples: int) -> settings:
+    """Settings of a property or fuzz test: ``max_examples`` in CI, ten times as many when exploring."""
+    return settings(max_examples=max_examples * FUZZ_SCALE)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every Hypothesis test ``property``: ``pytest -m property`` runs just them."""
+    for item in items:
+        if getattr(getattr(item, "obj", None), "is_hypothesis_test", False):
+            item.add_marker(pytest.mark.property)
 
 
 def _unavailable(backend: str, reason: str) -> None:

@@ -17,17 +17,16 @@ from urllib.parse import quote_from_bytes
 from urllib.parse import urlsplit
 
 import pytest
-from hypothesis import HealthCheck
 from hypothesis import given
-from hypothesis import settings
 from hypothesis import strategies as st
 from werkzeug.datastructures import MultiDict
 
 from .conftest import ERRORS_URL
+from .conftest import fuzz
 
 STATUS_URL = "/admin/dynamics/status/"
 TRACEBACK = re.compile(r"Traceback \(most recent call last\)|File \"[^\"]+\", line \d+")
-FUZZ = settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+FUZZ = fuzz(50)
 
 # -- values --------------------------------------------------------------------------------
 

@@ -12,9 +12,7 @@ from collections import Counter
 
 import pytest
 import sqlalchemy as sa
-from hypothesis import HealthCheck
 from hypothesis import given
-from hypothesis import settings
 from hypothesis import strategies as st
 
 from flask_dynamics_sync import Change
@@ -22,6 +20,8 @@ from flask_dynamics_sync.models import HourlyThroughput
 from flask_dynamics_sync.models import QueueItem
 from flask_dynamics_sync.models import SyncError
 from flask_dynamics_sync.models import SyncEvent
+
+from .conftest import fuzz
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WORKERS = 4
@@ -150,7 +150,7 @@ record_ids = st.one_of(st.integers(min_value=-(2**70), max_value=2**70), text, s
 labels = st.one_of(st.none(), text, st.text(min_size=250, max_size=400), anything)
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@fuzz(60)
 @given(calls=st.lists(st.tuples(objects, record_ids, operations, directions, labels), min_size=1, max_size=5))
 def test_random_enqueue_calls_either_succeed_or_raise_a_clear_error(sync, db, calls):
     db.session.execute(sa.delete(QueueItem.__table__))
@@ -170,7 +170,7 @@ def test_random_enqueue_calls_either_succeed_or_raise_a_clear_error(sync, db, ca
     assert stored == accepted
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@fuzz(40)
 @given(code=st.one_of(text, anything), message=st.one_of(text, st.text(min_size=1990, max_size=2600), anything))
 def test_random_failures_either_record_an_error_or_raise_a_clear_one(sync, db, code, message):
     db.session.execute(sa.delete(QueueItem.__table__))
@@ -198,7 +198,7 @@ leases = st.one_of(st.none(), st.integers(min_value=-5, max_value=10**12),
                    st.sampled_from([0, 365 * 24 * 3600, 365 * 24 * 3600 + 1, 10**12, 2**62]), anything)
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@fuzz(60)
 @given(limit=limits, object_types=object_type_lists, direction=directions, lease=leases)
 def test_random_claims_either_hand_out_waiting_records_or_raise_a_clear_error(sync, db, limit, object_types,
                                                                               direction, lease):
@@ -218,7 +218,7 @@ def test_random_claims_either_hand_out_waiting_records_or_raise_a_clear_error(sy
     assert all(isinstance(record.claim_token, str) for record in claimed)
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@fuzz(40)
 @given(records=st.one_of(anything, st.lists(anything, min_size=1, max_size=3)).filter(lambda value: value != []))
 def test_reporting_something_other_than_claimed_records_raises_a_clear_error(sync, db, records):
     with pytest.raises(TypeError) as raised:

@@ -5,9 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 import sqlalchemy as sa
-from hypothesis import HealthCheck
 from hypothesis import given
-from hypothesis import settings
 from hypothesis import strategies as st
 
 from flask_dynamics_sync.leases import job_states
@@ -17,6 +15,7 @@ from flask_dynamics_sync.models import SyncEvent
 from flask_dynamics_sync.retention import prune
 
 from .conftest import NOW
+from .conftest import fuzz
 from .conftest import insert_rows
 from .test_rollup import HOUR
 from .test_rollup import add_errors
@@ -166,7 +165,7 @@ def test_the_retention_settings_are_read_from_the_config(make_app, db_url):
         assert sync.prune().events_deleted == 1
 
 
-@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@fuzz(20)
 @given(
     offsets=st.lists(st.integers(0, 40 * 24 * 60), max_size=30),
     steps=st.lists(st.tuples(st.sampled_from(["rollup", "prune"]), st.integers(0, 60 * 24 * 60)), max_size=8),

@@ -7,9 +7,7 @@ from collections import defaultdict
 
 import pytest
 import sqlalchemy as sa
-from hypothesis import HealthCheck
 from hypothesis import given
-from hypothesis import settings
 from hypothesis import strategies as st
 
 from flask_dynamics_sync.leases import ensure_job_row
@@ -22,6 +20,7 @@ from flask_dynamics_sync.models import SyncError
 from flask_dynamics_sync.models import SyncEvent
 
 from .conftest import NOW
+from .conftest import fuzz
 from .conftest import insert_rows
 from .workers.jobs_worker import Worker
 from .workers.jobs_worker import start_together
@@ -410,7 +409,7 @@ runs = st.lists(
 )
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@fuzz(25)
 @given(rows=st.lists(source_rows, max_size=40), schedule=runs)
 def test_the_rollup_equals_a_straightforward_count_whatever_the_runs(sync, db, clock, rows, schedule):
     """Rows are written up to the window late; runs of any kind happen at any times in between.

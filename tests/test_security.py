@@ -27,9 +27,7 @@ from flask import Flask
 from flask import url_for
 from flask_admin import Admin
 from flask_sqlalchemy import SQLAlchemy
-from hypothesis import HealthCheck
 from hypothesis import given
-from hypothesis import settings
 from hypothesis import strategies as st
 from werkzeug.routing import Rule
 
@@ -40,6 +38,7 @@ from flask_dynamics_sync.models import SyncError
 from flask_dynamics_sync.models import metadata
 
 from .conftest import ERRORS_URL
+from .conftest import fuzz
 from .conftest import load_errors_dataset
 from .test_example_host import make_host  # noqa: F401 - the example host's fixture
 
@@ -330,7 +329,7 @@ formula_text = st.builds(
 )
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@fuzz(25)
 @given(label=formula_text, message=formula_text, code=formula_text.map(lambda value: value[:32]),
        record_id=formula_text.map(lambda value: value.replace("\x00", "")[:128]))
 def test_no_exported_cell_can_run_as_a_formula(client, sync, db, label, message, code, record_id):
