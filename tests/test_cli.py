@@ -12,11 +12,11 @@ import time
 
 import pytest
 
-from flask_dynamics_sync.leases import job_states
+from flask_dynamics_sync.jobs import job_states
 
 from .conftest import NOW
-from .test_notifications import FakeSMTP
 from .test_notifications import MAIL
+from .test_notifications import FakeSMTP
 from .test_notifications import failure
 from .test_rollup import HOUR
 from .test_rollup import add_errors

@@ -7,13 +7,13 @@ import time
 
 import pytest
 
+from flask_dynamics_sync.jobs import job_states
+from flask_dynamics_sync.jobs import record_run
 from flask_dynamics_sync.leases import AdvisoryLockLease
 from flask_dynamics_sync.leases import LeaseLost
 from flask_dynamics_sync.leases import NamedLockLease
 from flask_dynamics_sync.leases import RowLease
-from flask_dynamics_sync.leases import job_states
 from flask_dynamics_sync.leases import make_lease
-from flask_dynamics_sync.leases import record_run
 
 from .conftest import NOW
 from .workers.jobs_worker import Worker

@@ -7,7 +7,7 @@ import smtplib
 
 import pytest
 
-from flask_dynamics_sync.leases import job_states
+from flask_dynamics_sync.jobs import job_states
 from flask_dynamics_sync.notifications import DigestLine
 from flask_dynamics_sync.notifications import NotificationError
 from flask_dynamics_sync.signals import error_threshold_reached

@@ -8,7 +8,7 @@ import sqlalchemy as sa
 from hypothesis import given
 from hypothesis import strategies as st
 
-from flask_dynamics_sync.leases import job_states
+from flask_dynamics_sync.jobs import job_states
 from flask_dynamics_sync.models import BacklogSnapshot
 from flask_dynamics_sync.models import SyncError
 from flask_dynamics_sync.models import SyncEvent

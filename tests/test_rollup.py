@@ -10,8 +10,8 @@ import sqlalchemy as sa
 from hypothesis import given
 from hypothesis import strategies as st
 
-from flask_dynamics_sync.leases import ensure_job_row
-from flask_dynamics_sync.leases import job_states
+from flask_dynamics_sync.jobs import ensure_job_row
+from flask_dynamics_sync.jobs import job_states
 from flask_dynamics_sync.models import BacklogSnapshot
 from flask_dynamics_sync.models import HourlyThroughput
 from flask_dynamics_sync.models import JobState

@@ -10,9 +10,9 @@ from collections import Counter
 import click
 import pytest
 
-from flask_dynamics_sync.leases import job_states
+from flask_dynamics_sync.jobs import JobStateInfo
+from flask_dynamics_sync.jobs import job_states
 from flask_dynamics_sync.leases import make_lease
-from flask_dynamics_sync.scheduler import JobStateInfo
 from flask_dynamics_sync.scheduler import announce_next_runs
 from flask_dynamics_sync.scheduler import build_scheduler
 from flask_dynamics_sync.scheduler import job_specs

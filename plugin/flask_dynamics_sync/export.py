@@ -42,10 +42,11 @@ from flask import stream_with_context
 from sqlalchemy.engine import Engine
 from sqlalchemy.engine import Row
 
+from .clock import isoformat_utc
+from .database import dialect_family
 from .i18n import gettext
 from .i18n import lazy_gettext
 from .models import SyncError
-from .recorder import dialect_family
 
 try:
     import xlsxwriter
@@ -94,8 +95,8 @@ def neutralize(value: str) -> str:
 
 
 def iso_utc(value: dt.datetime) -> str:
-    """A naive UTC timestamp as ISO 8601 UTC to the second: ``2026-03-10T14:20:00Z``."""
-    return value.strftime("%Y-%m-%dT%H:%M:%SZ")
+    """A naive UTC timestamp as ISO 8601 UTC to the second, as exports write it: ``2026-03-10T14:20:00Z``."""
+    return isoformat_utc(value, timespec="seconds")
 
 
 def headers() -> list[str]:

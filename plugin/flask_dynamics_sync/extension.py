@@ -11,19 +11,20 @@ from collections.abc import Iterable
 from collections.abc import Sequence
 
 from flask import Blueprint
-from flask import current_app
 from flask import Flask
+from flask import current_app
 from sqlalchemy.engine import Connection
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
+from .clock import utcnow
 from .config import Settings
 from .config import load_settings
+from .database import dialect_family
 from .errors import NotInitializedError
 from .i18n import install_babel_fallback
 from .models import metadata
 from .recorder import Recorder
-from .recorder import dialect_family
 from .recorder import validate_object_type
 from .tracking import Tracking
 from .tracking import track
@@ -48,11 +49,6 @@ BLUEPRINT_NAME = "dynamics_sync"
 PACKAGE_DIR = os.path.dirname(__file__)
 
 Policy = Callable[[], bool]
-
-
-def utcnow() -> dt.datetime:
-    """The current time as a naive UTC datetime, the form every table stores."""
-    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
 
 
 @dataclasses.dataclass

@@ -30,23 +30,24 @@ from blinker import Signal
 from sqlalchemy.engine import Connection
 
 from .config import Settings
+from .database import Transaction
 from .errors import DynamicsSyncError
+from .i18n import force_locale
 from .i18n import format_datetime
 from .i18n import format_number
-from .i18n import force_locale
 from .i18n import gettext
 from .i18n import ngettext
-from .leases import Transaction
-from .leases import lock_job_row
-from .leases import read_job
-from .leases import set_watermark
-from .rollup import errors
+from .jobs import JobName
+from .jobs import lock_job_row
+from .jobs import read_job
+from .jobs import set_watermark
+from .models import SyncError
 from .signals import error_threshold_reached
 from .signals import errors_digest
 
 logger = logging.getLogger(__name__)
 
-ALERTS_JOB = "alerts"
+errors = SyncError.__table__
 DIGEST_PERIOD = dt.timedelta(hours=24)
 #: Failures listed one by one in the digest (the most recent).
 DIGEST_LATEST = 20
@@ -229,8 +230,8 @@ def check_thresholds(conn: Connection, *, now: dt.datetime, threshold: int, wind
 
     Holds the ``alerts`` row's lock, so two checks at once never alert twice.
     """
-    lock_job_row(conn, ALERTS_JOB)
-    state = read_job(conn, ALERTS_JOB)
+    lock_job_row(conn, JobName.ALERTS)
+    state = read_job(conn, JobName.ALERTS)
     previous = state.watermark if state is not None else None
     window = dt.timedelta(minutes=window_minutes)
     since = now - window
@@ -238,7 +239,7 @@ def check_thresholds(conn: Connection, *, now: dt.datetime, threshold: int, wind
     if over and previous is not None:
         before = _codes_over(conn, min(previous, now) - window, min(previous, now), threshold)
         over = {code: value for code, value in over.items() if code not in before}
-    set_watermark(conn, ALERTS_JOB, now if previous is None else max(previous, now))
+    set_watermark(conn, JobName.ALERTS, now if previous is None else max(previous, now))
     alerts = []
     for code, (count, message) in sorted(over.items()):
         object_types = conn.scalars(

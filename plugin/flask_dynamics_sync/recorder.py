@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import random
-import time
 import typing as t
 import uuid
 from collections import defaultdict
@@ -29,7 +27,10 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 from sqlalchemy.orm import scoped_session
 
+from .clock import Clock
 from .config import Settings
+from .database import dialect_family
+from .database import run_transaction
 from .errors import ClaimLostError
 from .models import ERROR_CODE_LENGTH
 from .models import ERROR_MESSAGE_LENGTH
@@ -46,26 +47,12 @@ from .types import Operation
 from .types import QueueState
 from .types import SyncOutcome
 
-Clock = Callable[[], dt.datetime]
-
 queue = QueueItem.__table__
 events = SyncEvent.__table__
 errors = SyncError.__table__
 
 _T = t.TypeVar("_T")
 _MAX_BACKOFF_SECONDS = 3600
-_DEADLOCK_RETRIES = 5
-#: MySQL/MariaDB deadlock and lock wait timeout; PostgreSQL deadlock and serialization failure.
-_RETRYABLE_MYSQL_CODES = {1213, 1205}
-_RETRYABLE_SQLSTATES = {"40P01", "40001"}
-
-
-def _is_deadlock(exc: sa.exc.DBAPIError) -> bool:
-    orig = exc.orig
-    if getattr(orig, "sqlstate", None) in _RETRYABLE_SQLSTATES:
-        return True
-    args = getattr(orig, "args", ())
-    return bool(args) and args[0] in _RETRYABLE_MYSQL_CODES
 _MAX_CLAIM_BATCH = 10_000
 #: The longest claim lease: a year (a claim's expiry must stay a valid date).
 _MAX_LEASE_SECONDS = 365 * 24 * 3600
@@ -185,14 +172,6 @@ def validate_claimed(records: object) -> list[ClaimedRecord]:
 
 
 # -- SQL --------------------------------------------------------------------------
-
-
-def dialect_family(bind: Engine | Connection | Session) -> str:
-    """``sqlite``, ``postgresql`` or ``mysql`` (MariaDB included)."""
-    if isinstance(bind, (Session, scoped_session)):
-        bind = bind.get_bind(mapper=QueueItem)
-    name = bind.dialect.name
-    return "mysql" if name in ("mysql", "mariadb") else name
 
 
 def _const(value: str) -> sa.ColumnElement[str]:
@@ -324,25 +303,8 @@ class Recorder:
         self._driver_upserts: dict[str, _DriverUpsert] = {}
 
     def transaction(self, work: Callable[[Connection], _T]) -> _T:
-        """Run ``work`` in a transaction of its own, retried on deadlock.
-
-        InnoDB and PostgreSQL may abort one of two transactions that lock the
-        same queue rows in different orders; the loser rolled back, so running
-        it again is safe. MariaDB/MySQL use READ COMMITTED here to avoid gap locks.
-        """
-        engine = self._get_engine()
-        for attempt in range(1, _DEADLOCK_RETRIES + 1):
-            try:
-                with engine.connect() as conn:
-                    if dialect_family(conn) == "mysql":
-                        conn = conn.execution_options(isolation_level="READ COMMITTED")
-                    with conn.begin():
-                        return work(conn)
-            except sa.exc.DBAPIError as exc:
-                if attempt == _DEADLOCK_RETRIES or not _is_deadlock(exc):
-                    raise
-                time.sleep(random.uniform(0.005, 0.05) * attempt)
-        raise AssertionError("unreachable")  # pragma: no cover
+        """Run ``work`` in a transaction of its own on the host's engine, retried on deadlock."""
+        return run_transaction(self._get_engine(), work)
 
     # -- enqueue ----------------------------------------------------------------
 

@@ -27,15 +27,14 @@ from collections.abc import Callable
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from .leases import Transaction
-from .leases import lock_job_row
-from .leases import read_job
-from .leases import set_watermark
-from .rollup import PRUNE_JOB
-from .rollup import ROLLUP_JOB
+from .clock import floor_hour
+from .database import Transaction
+from .jobs import JobName
+from .jobs import lock_job_row
+from .jobs import read_job
+from .jobs import set_watermark
 from .rollup import errors
 from .rollup import events
-from .rollup import floor_hour
 from .rollup import snapshots
 from .types import ErrorState
 
@@ -111,19 +110,19 @@ def _announce_cutoffs(conn: Connection, now: dt.datetime, event_days: int, error
     dt.datetime | None, dt.datetime | None
 ]:
     """Decide the cutoffs and record them as the ``prune`` watermark, under the rollup's lock."""
-    lock_job_row(conn, ROLLUP_JOB)
-    rollup = read_job(conn, ROLLUP_JOB)
+    lock_job_row(conn, JobName.ROLLUP)
+    rollup = read_job(conn, JobName.ROLLUP)
     rolled_before = rollup.watermark if rollup is not None else None
     if rolled_before is None:
         return None, None
     event_cutoff = min(floor_hour(now - dt.timedelta(days=event_days)), rolled_before)
     error_cutoff = min(floor_hour(now - dt.timedelta(days=error_days)), rolled_before)
-    lock_job_row(conn, PRUNE_JOB)
-    previous = read_job(conn, PRUNE_JOB)
+    lock_job_row(conn, JobName.PRUNE)
+    previous = read_job(conn, JobName.PRUNE)
     complete_from = max(event_cutoff, error_cutoff)
     if previous is not None and previous.watermark is not None:
         complete_from = max(complete_from, previous.watermark)
-    set_watermark(conn, PRUNE_JOB, complete_from)
+    set_watermark(conn, JobName.PRUNE, complete_from)
     return event_cutoff, error_cutoff
 
 

@@ -34,20 +34,21 @@ import typing as t
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from .leases import lock_job_row
-from .leases import read_job
-from .leases import set_watermark
+from .clock import HOUR
+from .clock import ceil_hour
+from .clock import floor_hour
+from .clock import naive_utc
+from .database import dialect_family
+from .jobs import JobName
+from .jobs import lock_job_row
+from .jobs import read_job
+from .jobs import set_watermark
 from .models import BacklogSnapshot
 from .models import HourlyThroughput
 from .models import QueueItem
 from .models import SyncError
 from .models import SyncEvent
-from .recorder import dialect_family
 from .types import QueueState
-
-ROLLUP_JOB = "rollup"
-PRUNE_JOB = "prune"
-HOUR = dt.timedelta(hours=1)
 
 hourly = HourlyThroughput.__table__
 events = SyncEvent.__table__
@@ -93,29 +94,6 @@ class RollupResult:
             )
         watermark = "none" if self.watermark is None else f"{self.watermark:%Y-%m-%d %H:%M}"
         return f"{rolled}; watermark {watermark}; backlog snapshot of {self.snapshot_rows} row(s)"
-
-
-# -- time -------------------------------------------------------------------------
-
-
-def naive_utc(value: dt.datetime) -> dt.datetime:
-    """``value`` as the naive UTC datetime the tables store (naive input is taken as UTC)."""
-    if not isinstance(value, dt.datetime):
-        raise TypeError(f"expected a datetime, not {type(value).__name__}")
-    if value.tzinfo is not None:
-        value = value.astimezone(dt.timezone.utc).replace(tzinfo=None)
-    return value
-
-
-def floor_hour(value: dt.datetime) -> dt.datetime:
-    """The start of the hour ``value`` falls in."""
-    return value.replace(minute=0, second=0, microsecond=0)
-
-
-def ceil_hour(value: dt.datetime) -> dt.datetime:
-    """The first hour boundary at or after ``value``."""
-    floor = floor_hour(value)
-    return floor if floor == value else floor + HOUR
 
 
 # -- SQL --------------------------------------------------------------------------
@@ -251,10 +229,10 @@ def roll_up(
         raise ValueError(f"empty range: start {start} is not before end {end}")
 
     family = dialect_family(conn)
-    lock_job_row(conn, ROLLUP_JOB)
-    state = read_job(conn, ROLLUP_JOB)
+    lock_job_row(conn, JobName.ROLLUP)
+    state = read_job(conn, JobName.ROLLUP)
     watermark = state.watermark if state is not None else None
-    pruned = read_job(conn, PRUNE_JOB)
+    pruned = read_job(conn, JobName.PRUNE)
     pruned_before = pruned.watermark if pruned is not None else None
 
     current = floor_hour(now)
@@ -290,7 +268,7 @@ def roll_up(
             candidate = min(stop, final_before)
             new_watermark = candidate if watermark is None else max(watermark, candidate)
     if new_watermark != watermark:
-        set_watermark(conn, ROLLUP_JOB, new_watermark)
+        set_watermark(conn, JobName.ROLLUP, new_watermark)
 
     snapshot_at, snapshot_rows = snapshot_backlog(conn, now)
     return RollupResult(

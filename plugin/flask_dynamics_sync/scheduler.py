@@ -51,22 +51,21 @@ from apscheduler.triggers.cron import CronTrigger
 from flask import Flask
 
 from .config import Settings
-from .leases import JobStateInfo
+from .jobs import JobName
+from .jobs import JobStateInfo
+from .jobs import ensure_job_row
+from .jobs import job_states
+from .jobs import job_table
+from .jobs import read_job
+from .jobs import record_run
 from .leases import Lease
-from .leases import ensure_job_row
-from .leases import job_states
-from .leases import job_table
 from .leases import make_lease
-from .leases import read_job
-from .leases import record_run
-from .notifications import ALERTS_JOB
 from .notifications import NotificationError
 from .notifications import NotifyResult
 from .notifications import SmtpMailer
 from .notifications import notify
 from .retention import PruneResult
 from .retention import prune
-from .rollup import ROLLUP_JOB
 from .rollup import RollupResult
 from .rollup import refresh_current_hour
 from .rollup import roll_up
@@ -92,9 +91,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-REFRESH_JOB = "refresh"
-PRUNE_JOB = "prune"
-NOTIFY_JOB = "notify"
 
 #: Minute past the hour of the hourly rollup: late events of the hour just ended get a few minutes.
 ROLLUP_MINUTE = 5
@@ -163,12 +159,12 @@ def _recorded(app: Flask, name: str, work: Callable[[], t.Any]) -> t.Any:
 
 def run_rollup(app: Flask, start: dt.datetime | None = None, end: dt.datetime | None = None) -> RollupResult:
     """Roll up now (window + catch-up, or the backfill range), recorded on the ``rollup`` job row."""
-    return _recorded(app, ROLLUP_JOB, lambda: _rollup_work(app, start, end))
+    return _recorded(app, JobName.ROLLUP, lambda: _rollup_work(app, start, end))
 
 
 def run_prune(app: Flask) -> PruneResult:
     """Apply retention now, recorded on the ``prune`` job row."""
-    return _recorded(app, PRUNE_JOB, lambda: _prune_work(app))
+    return _recorded(app, JobName.PRUNE, lambda: _prune_work(app))
 
 
 def run_notify(app: Flask, *, digest: bool = True, alerts: bool = True) -> NotifyResult:
@@ -176,7 +172,7 @@ def run_notify(app: Flask, *, digest: bool = True, alerts: bool = True) -> Notif
 
     :raises NotificationError: an e-mail could not be sent (after the signals were).
     """
-    return _recorded(app, NOTIFY_JOB, lambda: _notify_work(app, digest=digest, alerts=alerts))
+    return _recorded(app, JobName.NOTIFY, lambda: _notify_work(app, digest=digest, alerts=alerts))
 
 
 # -- job definitions --------------------------------------------------------------
@@ -223,7 +219,7 @@ def job_specs(settings: Settings) -> dict[str, JobSpec]:
     hour, day = dt.timedelta(hours=1), dt.timedelta(days=1)
     specs = [
         JobSpec(
-            ROLLUP_JOB,
+            JobName.ROLLUP,
             "Hourly rollup: recompute the recent hours and catch up missed ones",
             _cron(minute=ROLLUP_MINUTE),
             period=hour,
@@ -235,7 +231,7 @@ def job_specs(settings: Settings) -> dict[str, JobSpec]:
     if refresh < 60:
         specs.append(
             JobSpec(
-                REFRESH_JOB,
+                JobName.REFRESH,
                 "Refresh of the current hour's rollup",
                 _cron(minute=f"*/{refresh}"),
                 period=dt.timedelta(minutes=refresh),
@@ -245,7 +241,7 @@ def job_specs(settings: Settings) -> dict[str, JobSpec]:
         )
     specs += [
         JobSpec(
-            PRUNE_JOB,
+            JobName.PRUNE,
             "Retention: delete old sync events, errors and backlog snapshots",
             _cron(hour=PRUNE_AT[0], minute=PRUNE_AT[1]),
             period=day,
@@ -253,7 +249,7 @@ def job_specs(settings: Settings) -> dict[str, JobSpec]:
             work=_prune_work,
         ),
         JobSpec(
-            NOTIFY_JOB,
+            JobName.NOTIFY,
             "Daily digest of failed records",
             _cron(hour=NOTIFY_AT[0], minute=NOTIFY_AT[1]),
             period=day,
@@ -264,7 +260,7 @@ def job_specs(settings: Settings) -> dict[str, JobSpec]:
     if settings.alert_threshold > 0:
         specs.append(
             JobSpec(
-                ALERTS_JOB,
+                JobName.ALERTS,
                 "Error threshold alert check",
                 _cron(minute="*"),
                 period=dt.timedelta(minutes=1),

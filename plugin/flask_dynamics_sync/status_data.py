@@ -19,7 +19,7 @@ What each panel reads, and why it stays cheap at scale:
   least six hours ago. With no such snapshot the status is *Normal* (there is
   no evidence of growth) and ``backlog_6h_ago`` is ``None``, so the page shows
   that the comparison is missing rather than inventing one.
-* **Computed / next**: the ``rollup`` row of ``dynamics_sync_job`` (:func:`.leases.read_job`).
+* **Computed / next**: the ``rollup`` row of ``dynamics_sync_job`` (:func:`.jobs.read_job`).
 
 "The last full hour" is ``[h - 1h, h)`` where ``h`` is now truncated to the
 hour; the metrics window is the 24 full hours before ``h``.
@@ -40,18 +40,20 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from .clock import HOUR
+from .clock import floor_hour
+from .clock import isoformat_utc
 from .config import Settings
-from .leases import read_job
+from .database import dialect_family
+from .jobs import JobName
+from .jobs import read_job
 from .models import BacklogSnapshot
 from .models import HourlyThroughput
 from .models import QueueItem
-from .recorder import dialect_family
-from .rollup import ROLLUP_JOB
 from .types import Direction
 from .types import Operation
 from .types import QueueState
 
-HOUR = dt.timedelta(hours=1)
 #: Full hours the max / min / average per hour are computed over.
 METRICS_WINDOW_HOURS = 24
 #: Hours of history charted (7 days).
@@ -64,14 +66,9 @@ _hourly = HourlyThroughput.__table__
 _snapshot = BacklogSnapshot.__table__
 
 
-def hour_floor(moment: dt.datetime) -> dt.datetime:
-    """``moment`` truncated to the start of its hour."""
-    return moment.replace(minute=0, second=0, microsecond=0)
-
-
 def last_full_hour(now: dt.datetime) -> dt.datetime:
     """Start of the last full hour before ``now``: 14:20 gives 13:00 (the hour 13:00–14:00)."""
-    return hour_floor(now) - HOUR
+    return floor_hour(now) - HOUR
 
 
 def _seconds_since(moment: dt.datetime | None, now: dt.datetime) -> float | None:
@@ -457,7 +454,7 @@ def throughput_history(
     conn: Connection, settings: Settings, now: dt.datetime, *, hours: int = HISTORY_HOURS
 ) -> History:
     """The last ``hours`` hours (the current, partial one included) per object and direction."""
-    current = hour_floor(now)
+    current = floor_hour(now)
     first = current - (hours - 1) * HOUR
     buckets = tuple(first + i * HOUR for i in range(hours))
     index = {hour: i for i, hour in enumerate(buckets)}
@@ -511,7 +508,7 @@ class RollupInfo:
 
 def rollup_info(conn: Connection) -> RollupInfo:
     """The ``rollup`` job's bookkeeping row (all ``None`` before its first run)."""
-    job = read_job(conn, ROLLUP_JOB)
+    job = read_job(conn, JobName.ROLLUP)
     if job is None:
         return RollupInfo(None, None, None)
     return RollupInfo(job.last_finished_at, job.next_run_at, job.last_status)
@@ -609,7 +606,7 @@ def backlog_metrics(
     Pass the ``current`` backlog and a ``history`` covering the window when
     the caller already has them, to save the queries.
     """
-    end = hour_floor(now)
+    end = floor_hour(now)
     start = end - METRICS_WINDOW_HOURS * HOUR
     current = current if current is not None else backlog(conn, settings, now)
     if history is None or not history.hours or history.hours[0] > start:
@@ -686,13 +683,6 @@ def throughput_report(conn: Connection, settings: Settings, now: dt.datetime) ->
 
 
 # -- JSON -----------------------------------------------------------------------------------
-
-
-def isoformat_utc(moment: dt.datetime | None) -> str | None:
-    """A naive UTC timestamp as ISO 8601 with a ``Z``: ``2026-03-10T14:20:00Z``."""
-    if moment is None:
-        return None
-    return moment.replace(tzinfo=None).isoformat() + "Z"
 
 
 def to_jsonable(value: t.Any) -> t.Any:

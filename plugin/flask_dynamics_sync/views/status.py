@@ -36,6 +36,7 @@ from ..chart import BarChart
 from ..chart import ChartSeries
 from ..chart import render_bar_chart
 from ..chart import render_legend
+from ..clock import HOUR
 from ..i18n import gettext
 from ..i18n import lazy_gettext
 from ..types import Direction
@@ -95,7 +96,7 @@ class ChartMaker:
     def chart(self, object_type: str | None, label: str, hours: int) -> Markup:
         """The last ``hours`` hours of ``object_type`` (``None``: all), stacked by direction."""
         first = len(self.history.hours) - hours
-        window = self.history.window(self.history.hours[first], self.history.hours[-1] + status_data.HOUR)
+        window = self.history.window(self.history.hours[first], self.history.hours[-1] + HOUR)
         title = str(RANGE_TITLES[hours])
         chart = BarChart(
             title=f"{label} – {title}",
