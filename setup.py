@@ -66,6 +66,7 @@ EXTRAS["test"] = sorted(
         *EXTRAS["mysql"],
         "pytest>=8",
         "hypothesis>=6.100",
+        "httpx>=0.27",
         "playwright>=1.45",
         "Flask-Migrate>=4.0",
         "Flask-WTF>=1.2",
@@ -113,6 +114,11 @@ setup(
         "alembic>=1.12",
         "blinker>=1.6",
         "WTForms>=3.0",
+        # Dataverse tokens (OAuth2 client credentials); the local Dataverse's TLS certificate and
+        # its MSAL-ready requests session use msal's own dependencies directly.
+        "msal>=1.28",
+        "requests>=2.25",
+        "cryptography>=3.4",
         # zoneinfo has no time zone database of its own on Windows.
         'tzdata>=2023.3; sys_platform == "win32"',
     ],

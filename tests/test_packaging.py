@@ -136,6 +136,11 @@ def test_wheel_is_marked_typed(dists):
     assert f"{PACKAGE}/py.typed" in dists.wheel_names()
 
 
+def test_wheel_ships_the_local_dataverse_for_hosts_tests(dists):
+    names = dists.wheel_names()
+    assert {f"{PACKAGE}/testing/__init__.py", f"{PACKAGE}/testing/__main__.py", f"{PACKAGE}/testing/server.py"} <= names
+
+
 def test_wheel_ships_no_template_that_would_shadow_flask_admins(dists):
     assert [name for name in dists.wheel_names() if name.startswith(f"{PACKAGE}/templates/admin/")] == []
 

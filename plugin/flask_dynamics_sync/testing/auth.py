@@ -1,0 +1,163 @@
+"""The token side of the local Dataverse: a tiny Microsoft Entra ID for one application.
+
+It serves what MSAL for Python reads (msal/authority.py): the OpenID configuration at
+``{authority}/v2.0/.well-known/openid-configuration`` and the token endpoint
+``{authority}/oauth2/v2.0/token`` (powerapps-docs authenticate-oauth.md: client credentials,
+scope ``{environment url}/.default``). Errors use Entra ID's bodies
+(``error``, ``error_description`` with the AADSTS code, ``error_codes``): a wrong secret is
+401 ``invalid_client``. Access tokens are opaque, bound to the client, and expire after
+``token_lifetime`` seconds; the Web API answers 401 without one, with an unknown, revoked or
+expired one.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import hmac
+import secrets
+import threading
+import urllib.parse
+import uuid
+from collections.abc import Callable
+
+from . import errors
+
+RESERVED_SCOPES = frozenset({"openid", "profile", "offline_access"})
+
+
+class TokenError(Exception):
+    """An OAuth error answer of the token endpoint."""
+
+    def __init__(self, status: int, error: str, aadsts: int, description: str) -> None:
+        super().__init__(f"{error}: {description}")
+        self.status = status
+        self.error = error
+        self.aadsts = aadsts
+        self.description = description
+
+    def body(self) -> dict[str, object]:
+        trace = str(uuid.uuid4())
+        return {
+            "error": self.error,
+            "error_description": f"AADSTS{self.aadsts}: {self.description} Trace ID: {trace}",
+            "error_codes": [self.aadsts],
+            "timestamp": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%SZ"),
+            "trace_id": trace,
+            "correlation_id": str(uuid.uuid4()),
+        }
+
+
+class TokenIssuer:
+    """Issues and checks access tokens for one tenant and one confidential client."""
+
+    def __init__(
+        self,
+        *,
+        tenant: str,
+        client_id: str,
+        client_secret: str,
+        token_lifetime: float,
+        clock: Callable[[], float],
+    ) -> None:
+        self.tenant = tenant
+        self.client_id = client_id
+        self._client_secret = client_secret
+        self.token_lifetime = token_lifetime
+        self._clock = clock
+        self._tokens: dict[str, tuple[str, float]] = {}
+        self._lock = threading.Lock()
+
+    def openid_configuration(self, authority: str) -> dict[str, object]:
+        """The discovery document MSAL reads before asking for a token."""
+        return {
+            "issuer": f"{authority}/v2.0",
+            "authorization_endpoint": f"{authority}/oauth2/v2.0/authorize",
+            "token_endpoint": f"{authority}/oauth2/v2.0/token",
+            "token_endpoint_auth_methods_supported": ["client_secret_post", "client_secret_basic"],
+            "response_types_supported": ["code", "id_token", "token"],
+            "scopes_supported": ["openid", "profile", "email", "offline_access"],
+            "tenant_region_scope": "LOCAL",
+        }
+
+    def check_tenant(self, tenant: str) -> None:
+        if tenant != self.tenant:
+            raise TokenError(
+                400,
+                "invalid_tenant",
+                90002,
+                f"Tenant '{tenant}' not found. Check to make sure you have the correct tenant ID and are "
+                "signing into the correct cloud.",
+            )
+
+    def issue(self, form: dict[str, str], authorization: str, resource: str) -> dict[str, object]:
+        """Answer a client-credentials token request (form fields, ``Authorization`` header)."""
+        client_id, secret = form.get("client_id", ""), form.get("client_secret", "")
+        if authorization.lower().startswith("basic "):
+            try:
+                decoded = base64.b64decode(authorization[6:].strip()).decode()
+            except ValueError:
+                decoded = ":"
+            basic_id, _, basic_secret = decoded.partition(":")
+            client_id = client_id or urllib.parse.unquote_plus(basic_id)
+            secret = secret or urllib.parse.unquote_plus(basic_secret)
+        if form.get("grant_type") != "client_credentials":
+            raise TokenError(
+                400,
+                "unsupported_grant_type",
+                70003,
+                "The app requested an unsupported grant type; this local Entra ID issues client credentials only.",
+            )
+        if client_id != self.client_id:
+            raise TokenError(
+                400,
+                "unauthorized_client",
+                700016,
+                f"Application with identifier '{client_id}' was not found in the directory '{self.tenant}'.",
+            )
+        if not hmac.compare_digest(secret.encode(), self._client_secret.encode()):
+            raise TokenError(
+                401,
+                "invalid_client",
+                7000215,
+                "Invalid client secret provided. Ensure the secret being sent in the request is the client "
+                f"secret value, not the client secret ID, for a secret added to app '{client_id}'.",
+            )
+        scopes = set(form.get("scope", "").split()) - RESERVED_SCOPES
+        wanted = {f"{resource}/.default", f"{resource}//.default"}
+        if len(scopes) != 1 or not scopes <= wanted:
+            raise TokenError(
+                400,
+                "invalid_scope",
+                70011,
+                f"The provided value for the input parameter 'scope' is not valid. The scope "
+                f"{form.get('scope', '')} is not valid; ask for {resource}/.default.",
+            )
+        token = secrets.token_urlsafe(32)
+        with self._lock:
+            self._tokens[token] = (client_id, self._clock() + self.token_lifetime)
+        lifetime = int(self.token_lifetime)
+        return {"token_type": "Bearer", "expires_in": lifetime, "ext_expires_in": lifetime, "access_token": token}
+
+    def client_for(self, authorization: str, authority: str, resource: str) -> str:
+        """The client a ``Bearer`` token belongs to; a 401 error when there is no valid token."""
+        scheme, _, token = authorization.partition(" ")
+        with self._lock:
+            found = self._tokens.get(token.strip()) if scheme.lower() == "bearer" else None
+        if found is not None and self._clock() < found[1]:
+            return found[0]
+        reason = "token_expired" if found is not None else "invalid_token"
+        raise errors.DataverseError(
+            401,
+            reason,
+            "",
+            {
+                "WWW-Authenticate": f'Bearer error="invalid_token", authorization_uri={authority}/oauth2/authorize, '
+                f"resource_id={resource}/"
+            },
+        )
+
+    def revoke_all(self) -> None:
+        """Every token issued so far answers 401 from now on."""
+        with self._lock:
+            self._tokens.clear()

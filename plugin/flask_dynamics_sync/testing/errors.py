@@ -1,0 +1,43 @@
+"""Errors the local Dataverse answers, with Dataverse's own codes and messages.
+
+The body is ``{"error": {"code": "0x…", "message": "…"}}``
+(powerapps-docs, webapi/compose-http-requests-handle-errors.md).
+"""
+
+from __future__ import annotations
+
+# Codes. Pages of MicrosoftDocs/powerapps-docs, developer/data-platform/:
+NOT_FOUND = "0x80040217"  # ObjectDoesNotExist, 404 (webapi/perform-conditional-operations-using-web-api.md)
+PRIVILEGE_DENIED = "0x80040220"  # 403 (reference/web-service-error-codes.md)
+VALIDATION = "0x80044331"  # 400, the validation example of webapi/execute-batch-operations-using-web-api.md
+DUPLICATE_DETECTED = (
+    "0x80040333"  # duplicate detection answers 500 (webapi/manage-duplicate-detection-create-update.md)
+)
+DUPLICATE_KEY = "0x80040237"  # DuplicateRecord: a row with the same key values exists, 412
+VERSION_MISMATCH = "0x80060882"  # ConcurrencyVersionMismatch, 412 (optimistic-concurrency.md)
+INVALID_PROPERTY = "0x80060891"  # an unknown column in the payload, 400
+INVALID_ARGUMENT = "0x80040203"  # malformed request, 400
+PAYLOAD_ERROR = "0x80048d19"  # a body that is not the JSON object expected, 400
+RESOURCE_NOT_FOUND = "0x8006088a"  # an unknown segment in the URL (entity set, bound action), 404
+UNEXPECTED = "0x80040216"  # generic server error, 500
+TOO_MANY_REQUESTS = "0x80072322"  # api-limits.md: number of requests
+EXECUTION_TIME = "0x80072321"  # api-limits.md: combined execution time
+CONCURRENT_REQUESTS = "0x80072326"  # api-limits.md: concurrent requests
+
+
+class DataverseError(Exception):
+    """An error answer: HTTP status, Dataverse code and message, extra headers."""
+
+    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(f"{status} {code}: {message}")
+        self.status = status
+        self.code = code
+        self.message = message
+        self.headers = dict(headers or {})
+
+    def body(self) -> dict[str, dict[str, str]]:
+        return {"error": {"code": self.code, "message": self.message}}
+
+
+def bad_request(message: str, code: str = INVALID_ARGUMENT) -> DataverseError:
+    return DataverseError(400, code, message)

@@ -1,0 +1,888 @@
+"""The local Dataverse (flask_dynamics_sync.testing) behaves like Microsoft's Web API, over real HTTPS.
+
+Each test names the behaviour and the powerapps-docs page it comes from. No database is
+involved, so these run once. Clients are the ones the connector uses: MSAL for tokens and
+httpx for the Web API.
+"""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import json
+import re
+import ssl
+import subprocess
+import sys
+import threading
+import typing as t
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import msal
+import pytest
+
+from flask_dynamics_sync.testing import ALWAYS
+from flask_dynamics_sync.testing import Fault
+from flask_dynamics_sync.testing import LocalDataverse
+from flask_dynamics_sync.testing import Table
+
+TABLES = [
+    Table(
+        entity_set="contacts",
+        logical_name="contact",
+        primary_key="contactid",
+        alternate_keys={"acme_contact_hostid": ("acme_hostid",)},
+        change_tracking=True,
+        columns=frozenset({"firstname", "lastname", "acme_hostid", "parentcustomerid_account@odata.bind"}),
+    ),
+    Table(
+        entity_set="accounts",
+        logical_name="account",
+        primary_key="accountid",
+        alternate_keys={"acme_account_number": ("accountnumber", "acme_region")},
+    ),
+    Table(entity_set="tasks", logical_name="task", primary_key="activityid", bulk_messages=False),
+]
+ODATA_HEADERS = {"OData-Version": "4.0", "OData-MaxVersion": "4.0", "Accept": "application/json"}
+
+
+class Seconds:
+    """A monotonic clock that moves only when told (token lifetimes, throttling windows)."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture
+def seconds() -> Seconds:
+    return Seconds()
+
+
+@pytest.fixture
+def dv(seconds: Seconds) -> Iterator[LocalDataverse]:
+    with LocalDataverse(TABLES, token_lifetime=3600, clock=seconds) as dataverse:
+        yield dataverse
+
+
+def token_for(dv: LocalDataverse) -> str:
+    response = httpx.post(
+        dv.token_endpoint,
+        data={
+            "grant_type": "client_credentials",
+            "client_id": dv.client_id,
+            "client_secret": dv.client_secret,
+            "scope": dv.scope,
+        },
+        verify=dv.ssl_context(),
+    )
+    return response.json()["access_token"]
+
+
+@pytest.fixture
+def api(dv: LocalDataverse) -> Iterator[httpx.Client]:
+    headers = {**ODATA_HEADERS, "Authorization": f"Bearer {token_for(dv)}"}
+    with httpx.Client(base_url=dv.api_url, headers=headers, verify=dv.ssl_context(), timeout=5) as client:
+        yield client
+
+
+def create_contact(api: httpx.Client, host_id: str, **values: t.Any) -> str:
+    response = api.patch(f"contacts(acme_hostid='{host_id}')", json=values)
+    assert response.status_code == 204
+    return response.headers["OData-EntityId"].rsplit("(", 1)[1].rstrip(")")
+
+
+# -- authentication (authenticate-oauth.md) ---------------------------------------------------
+
+
+def test_msal_gets_a_token_for_the_environment_scope_and_the_web_api_accepts_it(dv: LocalDataverse) -> None:
+    app = msal.ConfidentialClientApplication(
+        dv.client_id,
+        client_credential=dv.client_secret,
+        authority=dv.authority,
+        instance_discovery=False,
+        http_client=dv.requests_session(),
+    )
+    result = app.acquire_token_for_client(scopes=[dv.scope])
+    assert result["token_type"] == "Bearer"
+    assert result["expires_in"] == 3600
+    response = httpx.get(
+        dv.api_url + "WhoAmI",
+        headers={**ODATA_HEADERS, "Authorization": f"Bearer {result['access_token']}"},
+        verify=dv.ssl_context(),
+    )
+    assert response.status_code == 200
+    assert set(response.json()) == {"@odata.context", "BusinessUnitId", "UserId", "OrganizationId"}
+
+
+def test_msal_reports_invalid_client_for_a_wrong_secret(dv: LocalDataverse) -> None:
+    app = msal.ConfidentialClientApplication(
+        dv.client_id,
+        client_credential="not-the-secret",
+        authority=dv.authority,
+        instance_discovery=False,
+        http_client=dv.requests_session(),
+    )
+    result = app.acquire_token_for_client(scopes=[dv.scope])
+    assert result["error"] == "invalid_client"
+    assert result["error_codes"] == [7000215]
+    assert result["error_description"].startswith("AADSTS7000215: Invalid client secret provided.")
+    assert dv.request_log[-1][3:] == (401, "invalid_client")
+
+
+def test_token_endpoint_refuses_an_unknown_client_and_a_foreign_scope(dv: LocalDataverse) -> None:
+    form = {"grant_type": "client_credentials", "client_id": dv.client_id, "client_secret": dv.client_secret}
+    unknown = httpx.post(
+        dv.token_endpoint, data={**form, "client_id": "other", "scope": dv.scope}, verify=dv.ssl_context()
+    )
+    foreign = httpx.post(
+        dv.token_endpoint, data={**form, "scope": "https://other.crm.dynamics.com/.default"}, verify=dv.ssl_context()
+    )
+    assert (unknown.status_code, unknown.json()["error"]) == (400, "unauthorized_client")
+    assert (foreign.status_code, foreign.json()["error"]) == (400, "invalid_scope")
+
+
+def test_web_api_answers_401_without_a_token_and_with_an_unknown_one(dv: LocalDataverse) -> None:
+    missing = httpx.get(dv.api_url + "contacts", headers=ODATA_HEADERS, verify=dv.ssl_context())
+    unknown = httpx.get(
+        dv.api_url + "contacts", headers={**ODATA_HEADERS, "Authorization": "Bearer made-up"}, verify=dv.ssl_context()
+    )
+    assert missing.status_code == unknown.status_code == 401
+    assert missing.headers["WWW-Authenticate"].startswith(
+        f'Bearer error="invalid_token", authorization_uri={dv.authority}'
+    )
+    assert missing.content == b""
+
+
+def test_a_token_expires_after_its_lifetime(dv: LocalDataverse, api: httpx.Client, seconds: Seconds) -> None:
+    seconds.advance(3599)
+    assert api.get("contacts").status_code == 200
+    seconds.advance(1)
+    assert api.get("contacts").status_code == 401
+    assert dv.request_log[-1][3:] == (401, "token_expired")
+
+
+def test_revoked_tokens_answer_401_and_a_new_token_works(dv: LocalDataverse, api: httpx.Client) -> None:
+    dv.revoke_tokens()
+    assert api.get("contacts").status_code == 401
+    assert api.get("contacts", headers={"Authorization": f"Bearer {token_for(dv)}"}).status_code == 200
+
+
+# -- create, update, upsert, delete (create-entity-web-api.md, update-delete-entities-using-web-api.md)
+
+
+def test_create_answers_204_with_the_odata_entity_id(dv: LocalDataverse, api: httpx.Client) -> None:
+    response = api.post("contacts", json={"firstname": "Ada", "acme_hostid": "H-1"})
+    [row] = dv.rows("contacts")
+    assert response.status_code == 204
+    assert response.headers["OData-Version"] == "4.0"
+    assert response.headers["OData-EntityId"] == f"{dv.api_url}contacts({row['contactid']})"
+    assert (row["firstname"], row["acme_hostid"], row["versionnumber"]) == ("Ada", "H-1", 1)
+    assert row["modifiedon"].endswith("Z")
+
+
+def test_create_with_return_representation_answers_201_and_the_row(api: httpx.Client) -> None:
+    response = api.post(
+        "contacts?$select=firstname", json={"firstname": "Ada"}, headers={"Prefer": "return=representation"}
+    )
+    body = response.json()
+    assert response.status_code == 201
+    assert response.headers["Preference-Applied"] == "return=representation"
+    assert body["@odata.context"].endswith("$metadata#contacts/$entity")
+    assert set(body) == {"@odata.context", "@odata.etag", "firstname", "contactid"}
+    assert body["@odata.etag"] == 'W/"1"' == response.headers["ETag"]
+
+
+def test_patch_by_alternate_key_creates_once_then_updates_the_same_row(dv: LocalDataverse, api: httpx.Client) -> None:
+    first = create_contact(api, "H-1", firstname="Ada")
+    second = create_contact(api, "H-1", lastname="Lovelace")
+    [row] = dv.rows("contacts")
+    assert first == second == row["contactid"]
+    assert (row["firstname"], row["lastname"], row["versionnumber"]) == ("Ada", "Lovelace", 2)
+
+
+def test_patch_with_return_representation_answers_201_when_created_and_200_when_updated(api: httpx.Client) -> None:
+    prefer = {"Prefer": "return=representation"}
+    created = api.patch("contacts(acme_hostid='H-1')", json={"firstname": "Ada"}, headers=prefer)
+    updated = api.patch("contacts(acme_hostid='H-1')", json={"firstname": "Ida"}, headers=prefer)
+    assert (created.status_code, updated.status_code) == (201, 200)
+    assert updated.json()["firstname"] == "Ida"
+
+
+def test_patch_by_an_unknown_id_creates_the_row_with_that_id(dv: LocalDataverse, api: httpx.Client) -> None:
+    row_id = "6f1e0c5a-3b1d-4c7e-9a55-0123456789ab"
+    assert api.patch(f"contacts({row_id})", json={"firstname": "Ada"}).status_code == 204
+    assert [row["contactid"] for row in dv.rows("contacts")] == [row_id]
+
+
+def test_a_key_of_several_columns_and_a_quote_in_a_key_value(dv: LocalDataverse, api: httpx.Client) -> None:
+    response = api.patch("accounts(accountnumber='O''Brien',acme_region=7)", json={"name": "O'Brien Ltd"})
+    [row] = dv.rows("accounts")
+    assert response.status_code == 204
+    assert (row["accountnumber"], row["acme_region"], row["name"]) == ("O'Brien", 7, "O'Brien Ltd")
+
+
+def test_if_match_star_does_not_create_a_missing_row(dv: LocalDataverse, api: httpx.Client) -> None:
+    response = api.patch("contacts(acme_hostid='H-9')", json={"firstname": "Ada"}, headers={"If-Match": "*"})
+    assert response.status_code == 404
+    assert response.json() == {
+        "error": {
+            "code": "0x80040217",
+            "message": "A record with the specified key values does not exist in contact entity",
+        }
+    }
+    assert dv.rows("contacts") == []
+
+
+def test_if_none_match_star_does_not_update_an_existing_row(dv: LocalDataverse, api: httpx.Client) -> None:
+    create_contact(api, "H-1", firstname="Ada")
+    response = api.patch("contacts(acme_hostid='H-1')", json={"firstname": "Eve"}, headers={"If-None-Match": "*"})
+    assert response.status_code == 412
+    assert response.json()["error"]["message"] == "A record with matching key values already exists."
+    assert dv.rows("contacts")[0]["firstname"] == "Ada"
+
+
+def test_a_stale_etag_in_if_match_answers_412_and_the_current_one_updates(
+    dv: LocalDataverse, api: httpx.Client
+) -> None:
+    create_contact(api, "H-1", firstname="Ada")
+    create_contact(api, "H-1", firstname="Ida")
+    stale = api.patch("contacts(acme_hostid='H-1')", json={"firstname": "Eve"}, headers={"If-Match": 'W/"1"'})
+    current = api.patch("contacts(acme_hostid='H-1')", json={"firstname": "Eve"}, headers={"If-Match": 'W/"2"'})
+    assert stale.status_code == 412
+    assert stale.json()["error"] == {
+        "code": "0x80060882",
+        "message": "The version of the existing record doesn't match the RowVersion property provided.",
+    }
+    assert current.status_code == 204
+    assert dv.rows("contacts")[0]["firstname"] == "Eve"
+
+
+def test_the_if_none_match_null_the_docs_send_changes_nothing(api: httpx.Client) -> None:
+    assert api.post("contacts", json={"firstname": "Ada"}, headers={"If-None-Match": "null"}).status_code == 204
+
+
+def test_delete_answers_204_then_404(dv: LocalDataverse, api: httpx.Client) -> None:
+    row_id = create_contact(api, "H-1")
+    assert api.delete(f"contacts({row_id})").status_code == 204
+    again = api.delete(f"contacts({row_id})")
+    assert again.status_code == 404
+    assert again.json()["error"] == {"code": "0x80040217", "message": f"contact With Id = {row_id} Does Not Exist"}
+    assert dv.rows("contacts") == []
+
+
+def test_a_second_row_with_the_same_alternate_key_is_refused(dv: LocalDataverse, api: httpx.Client) -> None:
+    create_contact(api, "H-1")
+    response = api.post("contacts", json={"acme_hostid": "H-1"})
+    assert response.status_code == 412
+    assert response.json()["error"]["code"] == "0x80040237"
+    assert len(dv.rows("contacts")) == 1
+
+
+def test_an_unknown_column_is_refused_with_400(dv: LocalDataverse, api: httpx.Client) -> None:
+    response = api.post("contacts", json={"firstname": "Ada", "nickname": "A"})
+    assert response.status_code == 400
+    assert response.json()["error"] == {
+        "code": "0x80060891",
+        "message": "Invalid property 'nickname' was found in entity 'Microsoft.Dynamics.CRM.contact'.",
+    }
+    assert dv.rows("contacts") == []
+
+
+def test_a_body_that_is_not_a_json_object_is_refused_with_400(api: httpx.Client) -> None:
+    response = api.post("contacts", content=b"[1, 2]", headers={"Content-Type": "application/json"})
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "0x80048d19"
+
+
+def test_odata_bind_sets_a_lookup_and_a_missing_target_is_404(dv: LocalDataverse, api: httpx.Client) -> None:
+    account = dv.insert("accounts", {"name": "Contoso", "accountnumber": "A-1", "acme_region": 1})
+    bound = api.patch(
+        "contacts(acme_hostid='H-1')",
+        json={"parentcustomerid_account@odata.bind": "accounts(accountnumber='A-1',acme_region=1)"},
+    )
+    missing = api.patch(
+        "contacts(acme_hostid='H-2')",
+        json={"parentcustomerid_account@odata.bind": "/accounts(00000000-0000-0000-0000-000000000001)"},
+    )
+    assert bound.status_code == 204
+    assert dv.rows("contacts")[0]["_parentcustomerid_account_value"] == account["accountid"]
+    assert missing.status_code == 404
+    assert len(dv.rows("contacts")) == 1
+
+
+def test_get_a_row_with_select_and_a_current_etag_answers_304(api: httpx.Client) -> None:
+    row_id = create_contact(api, "H-1", firstname="Ada", lastname="Lovelace")
+    response = api.get(f"contacts({row_id})?$select=firstname")
+    assert response.status_code == 200
+    assert response.json() == {
+        "@odata.context": f"{api.base_url}$metadata#contacts/$entity",
+        "@odata.etag": 'W/"1"',
+        "firstname": "Ada",
+        "contactid": row_id,
+    }
+    assert api.get(f"contacts({row_id})", headers={"If-None-Match": 'W/"1"'}).status_code == 304
+
+
+def test_a_collection_filtered_by_a_column(api: httpx.Client) -> None:
+    create_contact(api, "H-1", firstname="Ada")
+    create_contact(api, "H-2", firstname="Eve")
+    response = api.get("contacts", params={"$select": "firstname", "$filter": "acme_hostid eq 'H-2'"})
+    assert [row["firstname"] for row in response.json()["value"]] == ["Eve"]
+
+
+def test_an_unknown_entity_set_answers_404(api: httpx.Client) -> None:
+    response = api.get("widgets")
+    assert response.status_code == 404
+    assert response.json()["error"] == {
+        "code": "0x8006088a",
+        "message": "Resource not found for the segment 'widgets'.",
+    }
+
+
+# -- $batch (execute-batch-operations-using-web-api.md) ----------------------------------------
+
+
+def http_part(method: str, url: str, body: dict[str, t.Any] | None = None, content_id: str | None = None) -> str:
+    mime = "Content-Type: application/http\r\nContent-Transfer-Encoding: binary\r\n"
+    if content_id:
+        mime += f"Content-ID: {content_id}\r\n"
+    request = f"{method} {url} HTTP/1.1\r\n"
+    if body is not None:
+        return f"{mime}\r\n{request}Content-Type: application/json; type=entry\r\n\r\n{json.dumps(body)}"
+    return f"{mime}\r\n{request}\r\n"
+
+
+def change_set(boundary: str, *parts: str) -> str:
+    inner = "".join(f"--{boundary}\r\n{part}\r\n" for part in parts)
+    return f"Content-Type: multipart/mixed; boundary={boundary}\r\n\r\n{inner}--{boundary}--"
+
+
+def post_batch(api: httpx.Client, *parts: str, prefer: str | None = None) -> httpx.Response:
+    body = "".join(f"--batch_AAA123\r\n{part}\r\n" for part in parts) + "--batch_AAA123--\r\n"
+    headers = {"Content-Type": 'multipart/mixed; boundary="batch_AAA123"'}
+    if prefer:
+        headers["Prefer"] = prefer
+    return api.post("$batch", content=body.encode(), headers=headers)
+
+
+class Answer(t.NamedTuple):
+    change_set: int | None  # index of the change set the answer belongs to
+    content_id: str | None
+    status: int
+    headers: dict[str, str]
+    body: str
+
+
+def answers(response: httpx.Response) -> list[Answer]:
+    """Read a batch answer with the stdlib MIME parser: a second, independent reader of the format."""
+    raw = f"Content-Type: {response.headers['Content-Type']}\r\n\r\n".encode() + response.content
+    message = email.message_from_bytes(raw, policy=email.policy.HTTP)
+    assert message.is_multipart() and message.defects == []
+    found = []
+    for index, part in enumerate(message.iter_parts()):
+        members = list(part.iter_parts()) if part.is_multipart() else [part]
+        for member in members:
+            assert member["Content-Type"] == "application/http"
+            assert member["Content-Transfer-Encoding"] == "binary"
+            head, _, body = member.get_payload().replace("\r\n", "\n").partition("\n\n")
+            status_line, *header_lines = head.split("\n")
+            headers = dict(line.split(": ", 1) for line in header_lines)
+            found.append(
+                Answer(
+                    index if part.is_multipart() else None,
+                    member["Content-ID"],
+                    int(status_line.split()[1]),
+                    headers,
+                    body.strip(),
+                )
+            )
+    return found
+
+
+def test_batch_runs_requests_in_order_and_answers_multipart(dv: LocalDataverse, api: httpx.Client) -> None:
+    response = post_batch(
+        api,
+        http_part("POST", "/api/data/v9.2/contacts", {"firstname": "Ada", "acme_hostid": "H-1"}),
+        http_part("PATCH", f"{dv.api_url}contacts(acme_hostid='H-1')", {"lastname": "Lovelace"}),
+        http_part("GET", "contacts?$select=lastname"),
+    )
+    assert response.status_code == 200
+    assert response.headers["Content-Type"].startswith("multipart/mixed; boundary=batchresponse_")
+    created, updated, read = answers(response)
+    [row] = dv.rows("contacts")
+    assert (created.status, updated.status, read.status) == (204, 204, 200)
+    assert created.headers["OData-EntityId"] == f"{dv.api_url}contacts({row['contactid']})"
+    assert [item["lastname"] for item in json.loads(read.body)["value"]] == ["Lovelace"]
+    assert dv.request_log[-1][1:4] == ("POST", "/api/data/v9.2/$batch", 200)
+
+
+def test_a_change_set_refers_to_rows_it_created_by_content_id(dv: LocalDataverse, api: httpx.Client) -> None:
+    response = post_batch(
+        api,
+        change_set(
+            "changeset_BBB456",
+            http_part("POST", "accounts", {"name": "Contoso"}, content_id="1"),
+            http_part("POST", "contacts", {"firstname": "Ada", "parentcustomerid_account@odata.bind": "$1"}, "2"),
+            http_part("PATCH", "$2", {"lastname": "Lovelace"}, content_id="3"),
+        ),
+    )
+    [account], [contact] = dv.rows("accounts"), dv.rows("contacts")
+    assert [(a.change_set, a.content_id, a.status) for a in answers(response)] == [
+        (0, "1", 204),
+        (0, "2", 204),
+        (0, "3", 204),
+    ]
+    assert contact["_parentcustomerid_account_value"] == account["accountid"]
+    assert contact["lastname"] == "Lovelace"
+
+
+def test_a_failing_change_set_rolls_back_and_answers_with_the_failure(dv: LocalDataverse, api: httpx.Client) -> None:
+    response = post_batch(
+        api,
+        change_set(
+            "changeset_BBB456",
+            http_part("POST", "contacts", {"firstname": "Ada"}, content_id="1"),
+            http_part("POST", "contacts", {"nickname": "not a column"}, content_id="2"),
+        ),
+    )
+    [failure] = answers(response)
+    assert response.status_code == 400
+    assert (failure.content_id, failure.status) == ("2", 400)
+    assert json.loads(failure.body)["error"]["code"] == "0x80060891"
+    assert dv.rows("contacts") == []
+
+
+def test_without_continue_on_error_the_batch_stops_at_the_first_error(dv: LocalDataverse, api: httpx.Client) -> None:
+    response = post_batch(
+        api,
+        http_part("POST", "contacts", {"acme_hostid": "H-1"}),
+        http_part("POST", "contacts", {"nickname": "x"}),
+        http_part("POST", "contacts", {"acme_hostid": "H-3"}),
+    )
+    assert response.status_code == 400
+    assert [answer.status for answer in answers(response)] == [204, 400]
+    assert [row["acme_hostid"] for row in dv.rows("contacts")] == ["H-1"]
+
+
+def test_with_continue_on_error_every_request_runs_and_answers(dv: LocalDataverse, api: httpx.Client) -> None:
+    response = post_batch(
+        api,
+        http_part("POST", "contacts", {"nickname": "x"}),
+        http_part("POST", "contacts", {"acme_hostid": "H-2"}),
+        http_part("POST", "contacts", {"acme_hostid": "H-3"}),
+        prefer="odata.continue-on-error",
+    )
+    assert response.status_code == 200
+    assert response.headers["Preference-Applied"] == "odata.continue-on-error"
+    assert [answer.status for answer in answers(response)] == [400, 204, 204]
+    assert sorted(row["acme_hostid"] for row in dv.rows("contacts")) == ["H-2", "H-3"]
+
+
+def test_a_batch_of_more_than_1000_requests_is_refused(dv: LocalDataverse, api: httpx.Client) -> None:
+    parts = [http_part("POST", "contacts", {"firstname": str(n)}) for n in range(1001)]
+    response = post_batch(api, *parts)
+    assert response.status_code == 400
+    assert "exceeds the limit of 1000" in response.json()["error"]["message"]
+    assert dv.rows("contacts") == []
+
+
+def test_an_undeclared_content_id_reference_is_400(dv: LocalDataverse, api: httpx.Client) -> None:
+    response = post_batch(
+        api, change_set("changeset_BBB456", http_part("PATCH", "$1", {"firstname": "Ada"}, content_id="2"))
+    )
+    [failure] = answers(response)
+    assert failure.status == 400
+    assert json.loads(failure.body)["error"]["message"] == (
+        "Content-ID Reference: '$1' does not exist in the batch context."
+    )
+
+
+def test_a_get_inside_a_change_set_is_refused(api: httpx.Client) -> None:
+    response = post_batch(api, change_set("changeset_BBB456", http_part("GET", "contacts")))
+    assert response.status_code == 400
+
+
+def test_batch_parts_with_bare_lf_line_ends_are_read(dv: LocalDataverse, api: httpx.Client) -> None:
+    body = (
+        "--batch_AAA123\nContent-Type: application/http\nContent-Transfer-Encoding: binary\n\n"
+        'POST contacts HTTP/1.1\nContent-Type: application/json\n\n{"firstname": "Ada"}\n--batch_AAA123--\n'
+    )
+    response = api.post("$batch", content=body, headers={"Content-Type": "multipart/mixed; boundary=batch_AAA123"})
+    assert [answer.status for answer in answers(response)] == [204]
+    assert dv.rows("contacts")[0]["firstname"] == "Ada"
+
+
+# -- bulk messages (bulk-operations.md, reference/upsertmultiple) -------------------------------
+
+
+def bulk(api: httpx.Client, entity_set: str, action: str, targets: list[dict[str, t.Any]]) -> httpx.Response:
+    return api.post(f"{entity_set}/Microsoft.Dynamics.CRM.{action}", json={"Targets": targets})
+
+
+def test_upsert_multiple_creates_and_updates_by_alternate_key(dv: LocalDataverse, api: httpx.Client) -> None:
+    existing = create_contact(api, "H-1", firstname="Ada")
+    contact = "Microsoft.Dynamics.CRM.contact"
+    response = bulk(
+        api,
+        "contacts",
+        "UpsertMultiple",
+        [
+            {"@odata.type": contact, "@odata.id": "contacts(acme_hostid='H-1')", "lastname": "Lovelace"},
+            {"@odata.type": contact, "acme_hostid": "H-2", "firstname": "Eve"},
+        ],
+    )
+    rows = {row["acme_hostid"]: row for row in dv.rows("contacts")}
+    assert response.status_code == 204
+    assert (rows["H-1"]["contactid"], rows["H-1"]["lastname"]) == (existing, "Lovelace")
+    assert rows["H-2"]["firstname"] == "Eve"
+
+
+def test_create_multiple_answers_the_new_ids(dv: LocalDataverse, api: httpx.Client) -> None:
+    response = bulk(
+        api,
+        "contacts",
+        "CreateMultiple",
+        [{"@odata.type": "Microsoft.Dynamics.CRM.contact", "firstname": n} for n in "AB"],
+    )
+    assert response.status_code == 200
+    assert response.json()["@odata.context"].endswith("$metadata#Microsoft.Dynamics.CRM.CreateMultipleResponse")
+    assert response.json()["Ids"] == [row["contactid"] for row in dv.rows("contacts")]
+
+
+def test_update_multiple_with_a_missing_row_changes_nothing(dv: LocalDataverse, api: httpx.Client) -> None:
+    existing = create_contact(api, "H-1", firstname="Ada")
+    contact = "Microsoft.Dynamics.CRM.contact"
+    response = bulk(
+        api,
+        "contacts",
+        "UpdateMultiple",
+        [
+            {"@odata.type": contact, "contactid": existing, "firstname": "Ida"},
+            {"@odata.type": contact, "contactid": "00000000-0000-0000-0000-000000000009", "firstname": "Eve"},
+        ],
+    )
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "0x80040217"
+    assert [row["firstname"] for row in dv.rows("contacts")] == ["Ada"]
+
+
+def test_a_bulk_target_without_its_odata_type_is_refused(api: httpx.Client) -> None:
+    response = bulk(api, "contacts", "UpsertMultiple", [{"acme_hostid": "H-1"}])
+    assert response.status_code == 400
+
+
+def test_a_table_without_bulk_messages_answers_404_for_them(api: httpx.Client) -> None:
+    response = bulk(api, "tasks", "CreateMultiple", [{"@odata.type": "Microsoft.Dynamics.CRM.task"}])
+    assert response.status_code == 404
+    assert response.json()["error"]["message"] == (
+        "Resource not found for the segment 'Microsoft.Dynamics.CRM.CreateMultiple'."
+    )
+
+
+# -- service protection limits (api-limits.md) -------------------------------------------------
+
+
+def test_the_request_after_the_limit_answers_429_with_retry_after(
+    dv: LocalDataverse, api: httpx.Client, seconds: Seconds
+) -> None:
+    dv.set_limits(request_limit=100, window_seconds=10)
+    for _ in range(100):
+        assert api.get("contacts").status_code == 200
+        seconds.advance(0.05)
+    response = api.get("contacts")
+    assert response.status_code == 429
+    assert response.headers["Retry-After"] == "5"
+    assert response.json()["error"] == {
+        "code": "0x80072322",
+        "message": "Number of requests exceeded the limit of 100 over time window of 10 seconds.",
+    }
+
+
+def test_the_window_slides(dv: LocalDataverse, api: httpx.Client, seconds: Seconds) -> None:
+    dv.set_limits(request_limit=2, window_seconds=10)
+    api.get("contacts")
+    seconds.advance(4)
+    api.get("contacts")
+    assert api.get("contacts").headers["Retry-After"] == "6"
+    seconds.advance(6)
+    assert api.get("contacts").status_code == 200
+
+
+def test_requests_sent_while_throttled_extend_the_wait(dv: LocalDataverse, api: httpx.Client, seconds: Seconds) -> None:
+    dv.set_limits(request_limit=1, window_seconds=10)
+    api.get("contacts")
+    waits = [int(api.get("contacts").headers["Retry-After"]) for _ in range(3)]
+    seconds.advance(10)
+    assert waits == [10, 11, 12]
+    assert api.get("contacts").status_code == 429
+    seconds.advance(3)
+    assert api.get("contacts").status_code == 200
+
+
+def test_the_limit_counts_each_client_apart_and_x_ms_ratelimit_reports_what_is_left(
+    dv: LocalDataverse, api: httpx.Client
+) -> None:
+    dv.set_limits(request_limit=3)
+    assert api.get("contacts").headers["x-ms-ratelimit-burst-remaining-xrm-requests"] == "2"
+
+
+def test_more_concurrent_requests_than_allowed_answer_429_at_once(dv: LocalDataverse, api: httpx.Client) -> None:
+    dv.set_limits(max_concurrent=1)
+    held = dv.faults.add(Fault("timeout", entity_set="accounts", hold_seconds=0.5))
+    slow = threading.Thread(target=api.get, args=("accounts",))
+    slow.start()
+    while not held.fired:
+        threading.Event().wait(0.005)
+    response = api.get("contacts")
+    slow.join()
+    assert response.status_code == 429
+    assert response.headers["Retry-After"] == "1"
+    assert response.json()["error"] == {
+        "code": "0x80072326",
+        "message": "Number of concurrent requests exceeded the limit of 1.",
+    }
+
+
+def test_combined_execution_time_over_the_limit_answers_429(dv: LocalDataverse, api: httpx.Client) -> None:
+    dv.set_limits(execution_time_limit=0.000001)
+    api.get("contacts")
+    response = api.get("contacts")
+    assert response.status_code == 429
+    assert response.json()["error"]["code"] == "0x80072321"
+    assert response.json()["error"]["message"].startswith(
+        "Combined execution time of incoming requests exceeded limit of 0 milliseconds over time window of 300 seconds."
+    )
+
+
+# -- injected faults --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kind", "status", "code"),
+    [
+        ("validation", 400, "0x80044331"),
+        ("privilege", 403, "0x80040220"),
+        ("not_found", 404, "0x80040217"),
+        ("duplicate", 500, "0x80040333"),
+        ("server_error", 500, "0x80040216"),
+    ],
+)
+def test_an_operation_fault_answers_dataverses_error_and_changes_nothing(
+    dv: LocalDataverse, api: httpx.Client, kind: str, status: int, code: str
+) -> None:
+    dv.faults.add(Fault(kind, entity_set="contacts"))
+    response = api.patch("contacts(acme_hostid='H-1')", json={"firstname": "Ada"})
+    assert response.status_code == status
+    assert response.json()["error"]["code"] == code
+    assert dv.rows("contacts") == []
+    assert api.patch("contacts(acme_hostid='H-1')", json={"firstname": "Ada"}).status_code == 204
+
+
+@pytest.mark.parametrize(
+    ("kind", "status"), [("bad_gateway", 502), ("service_unavailable", 503), ("gateway_timeout", 504)]
+)
+def test_a_gateway_fault_answers_its_status(dv: LocalDataverse, api: httpx.Client, kind: str, status: int) -> None:
+    dv.faults.add(Fault(kind))
+    assert api.get("contacts").status_code == status
+    assert api.get("contacts").status_code == 200
+
+
+def test_a_fault_matches_by_key_from_the_nth_time_for_count_times(dv: LocalDataverse, api: httpx.Client) -> None:
+    fault = dv.faults.add(Fault("validation", key="H-2", nth=2, count=2))
+    statuses = [
+        api.patch(f"contacts(acme_hostid='{key}')", json={}).status_code for key in ["H-2", "H-1", "H-2", "H-2", "H-2"]
+    ]
+    assert statuses == [204, 204, 400, 400, 204]
+    assert (fault.seen, fault.fired) == (4, 2)
+
+
+def test_an_always_fault_fires_until_cleared(dv: LocalDataverse, api: httpx.Client) -> None:
+    dv.faults.add(Fault("privilege", method="POST", count=ALWAYS))
+    assert [api.post("contacts", json={}).status_code for _ in range(3)] == [403, 403, 403]
+    dv.faults.clear()
+    assert api.post("contacts", json={}).status_code == 204
+
+
+def test_an_operation_fault_in_a_batch_fails_that_part_and_rolls_its_change_set_back(
+    dv: LocalDataverse, api: httpx.Client
+) -> None:
+    dv.faults.add(Fault("duplicate", key="H-2"))
+    response = post_batch(
+        api,
+        http_part("PATCH", "contacts(acme_hostid='H-1')", {}),
+        change_set(
+            "changeset_BBB456",
+            http_part("PATCH", "contacts(acme_hostid='H-3')", {}, content_id="1"),
+            http_part("PATCH", "contacts(acme_hostid='H-2')", {}, content_id="2"),
+        ),
+        prefer="odata.continue-on-error",
+    )
+    assert [(a.content_id, a.status) for a in answers(response)] == [(None, 204), ("2", 500)]
+    assert [row["acme_hostid"] for row in dv.rows("contacts")] == ["H-1"]
+
+
+def test_a_fault_on_a_bulk_message_rolls_the_whole_message_back(dv: LocalDataverse, api: httpx.Client) -> None:
+    dv.faults.add(Fault("validation", key="H-2"))
+    contact = "Microsoft.Dynamics.CRM.contact"
+    response = bulk(
+        api, "contacts", "UpsertMultiple", [{"@odata.type": contact, "acme_hostid": key} for key in ("H-1", "H-2")]
+    )
+    assert response.status_code == 400
+    assert dv.rows("contacts") == []
+
+
+@pytest.mark.parametrize(("process", "rows"), [(True, 1), (False, 0)])
+def test_a_timeout_outlasts_the_client_and_then_commits_or_not(
+    dv: LocalDataverse, api: httpx.Client, process: bool, rows: int
+) -> None:
+    fault = dv.faults.add(Fault("timeout", hold_seconds=0.4, process=process))
+    with pytest.raises(httpx.ReadTimeout):
+        api.patch("contacts(acme_hostid='H-1')", json={"firstname": "Ada"}, timeout=0.1)
+    while len(dv.request_log) < 2:  # the token request, then the held one once the server is done with it
+        threading.Event().wait(0.01)
+    assert fault.fired == 1
+    assert len(dv.rows("contacts")) == rows
+
+
+def test_a_connection_dropped_after_commit_leaves_the_row_created(dv: LocalDataverse, api: httpx.Client) -> None:
+    dv.faults.add(Fault("drop_after_commit", method="PATCH"))
+    with pytest.raises(httpx.RemoteProtocolError):
+        api.patch("contacts(acme_hostid='H-1')", json={"firstname": "Ada"})
+    assert [row["firstname"] for row in dv.rows("contacts")] == ["Ada"]
+    assert dv.request_log[-1][3:] == (None, "connection_dropped")
+    assert api.patch("contacts(acme_hostid='H-1')", json={"firstname": "Ada"}).status_code == 204
+    assert len(dv.rows("contacts")) == 1
+
+
+def test_a_connection_dropped_in_the_middle_of_a_batch_answer_after_commit(
+    dv: LocalDataverse, api: httpx.Client
+) -> None:
+    dv.faults.add(Fault("drop_after_commit", entity_set="$batch"))
+    with pytest.raises(httpx.RemoteProtocolError, match="incomplete|peer closed"):
+        post_batch(
+            api,
+            http_part("PATCH", "contacts(acme_hostid='H-1')", {}),
+            http_part("PATCH", "contacts(acme_hostid='H-2')", {}),
+        )
+    assert sorted(row["acme_hostid"] for row in dv.rows("contacts")) == ["H-1", "H-2"]
+
+
+def test_a_throttled_fault_answers_429_with_its_retry_after(dv: LocalDataverse, api: httpx.Client) -> None:
+    dv.faults.add(Fault("throttled", retry_after=7))
+    response = api.get("contacts")
+    assert (response.status_code, response.headers["Retry-After"]) == (429, "7")
+    assert response.json()["error"]["code"] == "0x80072322"
+
+
+# -- change tracking (use-change-tracking-synchronize-data-external-systems.md) -------------------
+
+
+def test_track_changes_reads_every_row_then_the_delta_link_returns_changes_and_deletions(
+    dv: LocalDataverse, api: httpx.Client
+) -> None:
+    kept, gone = create_contact(api, "H-1", firstname="Ada"), create_contact(api, "H-2", firstname="Eve")
+    first = api.get("contacts", params={"$select": "firstname"}, headers={"Prefer": "odata.track-changes"})
+    assert first.headers["Preference-Applied"] == "odata.track-changes"
+    assert first.json()["@odata.context"] == f"{dv.api_url}$metadata#contacts(firstname)"
+    assert [row["firstname"] for row in first.json()["value"]] == ["Ada", "Eve"]
+    delta_link = first.json()["@odata.deltaLink"]
+    assert delta_link.startswith(f"{dv.api_url}contacts?$select=firstname&$deltatoken=")
+    create_contact(api, "H-1", firstname="Ida")
+    api.delete(f"contacts({gone})")
+    changes = api.get(delta_link).json()
+    assert changes["@odata.context"] == f"{dv.api_url}$metadata#contacts(firstname)/$delta"
+    assert changes["value"] == [
+        {"@odata.etag": 'W/"3"', "firstname": "Ida", "contactid": kept},
+        {"@odata.context": f"{dv.api_url}$metadata#contacts/$deletedEntity", "id": gone, "reason": "deleted"},
+    ]
+    assert api.get(changes["@odata.deltaLink"]).json()["value"] == []
+
+
+def test_track_changes_pages_with_next_links_and_ends_with_the_delta_link(api: httpx.Client) -> None:
+    for number in range(5):
+        create_contact(api, f"H-{number}")
+    pages, response = [], api.get("contacts", headers={"Prefer": "odata.track-changes,odata.maxpagesize=2"})
+    while "@odata.nextLink" in response.json():
+        pages.append(response.json())
+        create_contact(api, "H-late")  # a change while paging waits for the next delta
+        response = api.get(response.json()["@odata.nextLink"], headers={"Prefer": "odata.maxpagesize=2"})
+    pages.append(response.json())
+    assert [len(page["value"]) for page in pages] == [2, 2, 1]
+    assert ["@odata.deltaLink" in page for page in pages] == [False, False, True]
+    assert [row["acme_hostid"] for row in api.get(pages[-1]["@odata.deltaLink"]).json()["value"]] == ["H-late"]
+
+
+def test_track_changes_refuses_filter(api: httpx.Client) -> None:
+    response = api.get("contacts", params={"$filter": "firstname eq 'Ada'"}, headers={"Prefer": "odata.track-changes"})
+    assert response.status_code == 400
+    assert response.json()["error"]["message"] == (
+        'The "$filter" query parameter isn\'t supported when Change Tracking is enabled.'
+    )
+
+
+def test_a_delta_token_older_than_the_retention_answers_an_error(
+    dv: LocalDataverse, api: httpx.Client, seconds: Seconds
+) -> None:
+    delta_link = api.get("contacts", headers={"Prefer": "odata.track-changes"}).json()["@odata.deltaLink"]
+    seconds.advance(7 * 24 * 3600 + 1)
+    response = api.get(delta_link, headers={"Authorization": f"Bearer {token_for(dv)}"})
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "0x80044352"
+
+
+def test_a_table_without_change_tracking_refuses_track_changes(api: httpx.Client) -> None:
+    assert api.get("accounts", headers={"Prefer": "odata.track-changes"}).status_code == 400
+
+
+# -- running it -------------------------------------------------------------------------------
+
+
+def test_the_command_line_serves_the_demo_tables_until_terminated(tmp_path: t.Any) -> None:
+    ca_file = tmp_path / "local-dataverse.pem"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "flask_dynamics_sync.testing", "--tables", "demo", "--ca-file", str(ca_file)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        url = process.stdout.readline().split()[3]
+        lines = [process.stdout.readline() for _ in range(4)]
+        token = httpx.post(
+            f"{url}/local-tenant/oauth2/v2.0/token",
+            data={
+                "grant_type": "client_credentials",
+                "client_id": "local-client",
+                "client_secret": "local-secret",
+                "scope": f"{url}/.default",
+            },
+            verify=ssl.create_default_context(cafile=str(ca_file)),
+        ).json()["access_token"]
+        response = httpx.patch(
+            f"{url}/api/data/v9.2/opportunities(dsync_hostid='42')",
+            json={"name": "Big deal"},
+            headers={"Authorization": f"Bearer {token}"},
+            verify=ssl.create_default_context(cafile=str(ca_file)),
+        )
+        assert response.status_code == 204
+        assert lines[-1].split(":", 1)[1].split() == ["accounts,", "contacts,", "leads,", "opportunities"]
+    finally:
+        process.terminate()
+        assert process.wait(timeout=10) == 0
+
+
+def test_the_first_example_of_the_documentation_runs() -> None:
+    page = (Path(__file__).resolve().parents[1] / "docs" / "local-dataverse.md").read_text(encoding="utf-8")
+    example = re.search(r"^```python\n(.*?)^```", page, re.MULTILINE | re.DOTALL)
+    assert example is not None
+    namespace: dict[str, t.Any] = {}
+    exec(compile(example.group(1), "docs/local-dataverse.md", "exec"), namespace)  # noqa: S102 - the page's own example
+    assert [row["firstname"] for row in namespace["dv"].rows("contacts")] == ["Ada"]
