@@ -685,6 +685,10 @@ def throughput_report(conn: Connection, settings: Settings, now: dt.datetime) ->
 # -- JSON -----------------------------------------------------------------------------------
 
 
+def _iso_or_none(moment: dt.datetime | None) -> str | None:
+    return None if moment is None else isoformat_utc(moment)
+
+
 def to_jsonable(value: t.Any) -> t.Any:
     """Dataclasses, enums and datetimes of this module as plain JSON values."""
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
@@ -695,7 +699,7 @@ def to_jsonable(value: t.Any) -> t.Any:
     if isinstance(value, enum.Enum):
         return value.value
     if isinstance(value, dt.datetime):
-        return isoformat_utc(value)
+        return _iso_or_none(value)
     if isinstance(value, Mapping):
         return {str(k): to_jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
@@ -706,7 +710,7 @@ def to_jsonable(value: t.Any) -> t.Any:
 def history_jsonable(history: History) -> dict[str, t.Any]:
     """The history as ``{"hours": [...], "series": [{"object_type", "direction", "synced": [...]}]}``."""
     return {
-        "hours": [isoformat_utc(hour) for hour in history.hours],
+        "hours": [_iso_or_none(hour) for hour in history.hours],
         "partial_last": history.partial_last,
         "series": [
             {"object_type": name, "direction": direction.value, "synced": list(values)}
@@ -719,20 +723,20 @@ def report_jsonable(report: StatusReport) -> dict[str, t.Any]:
     """The JSON document of the status view (documented in the README)."""
     last = report.last_hour
     return {
-        "generated_at": isoformat_utc(report.generated_at),
+        "generated_at": _iso_or_none(report.generated_at),
         "backlog": {"rows": to_jsonable(report.backlog.rows), "total": to_jsonable(report.backlog.total)},
         "last_hour": {
-            "start": isoformat_utc(last.start),
-            "end": isoformat_utc(last.end),
+            "start": _iso_or_none(last.start),
+            "end": _iso_or_none(last.end),
             "rows": to_jsonable(last.rows),
             "total": to_jsonable(last.total),
         },
         "metrics": {
-            "window_start": isoformat_utc(report.metrics.window_start),
-            "window_end": isoformat_utc(report.metrics.window_end),
-            "compared_with": isoformat_utc(report.metrics.compared_with),
-            "computed_at": isoformat_utc(report.metrics.rollup.last_finished_at),
-            "next_at": isoformat_utc(report.metrics.rollup.next_run_at),
+            "window_start": _iso_or_none(report.metrics.window_start),
+            "window_end": _iso_or_none(report.metrics.window_end),
+            "compared_with": _iso_or_none(report.metrics.compared_with),
+            "computed_at": _iso_or_none(report.metrics.rollup.last_finished_at),
+            "next_at": _iso_or_none(report.metrics.rollup.next_run_at),
             "rows": to_jsonable(report.metrics.rows),
             "total": to_jsonable(report.metrics.total),
         },
