@@ -151,6 +151,11 @@ def empty_db_url(request: pytest.FixtureRequest, tmp_path: pathlib.Path) -> Iter
         drop()
 
 
+#: For a test module or test where the database adds nothing (page rendering, access rules):
+#: ``pytestmark = SQLITE_ONLY``. Every test where the database matters runs on all three.
+SQLITE_ONLY = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+
+
 def backend_of(url: str) -> str:
     name = sa.make_url(url).get_backend_name()
     return "mariadb" if name in ("mysql", "mariadb") else name

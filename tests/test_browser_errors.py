@@ -17,12 +17,13 @@ from flask_dynamics_sync.models import SyncError
 
 from .conftest import ERRORS_URL
 from .conftest import NOW
+from .conftest import SQLITE_ONLY
 from .conftest import add_strict_csp
 from .conftest import assert_clean
 from .conftest import csp_nonce
 from .conftest import load_errors_dataset
 
-pytestmark = [pytest.mark.browser, pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)]
+pytestmark = [pytest.mark.browser, SQLITE_ONLY]
 
 @pytest.fixture
 def host(make_app, db_url, live_server) -> tuple[t.Any, str]:

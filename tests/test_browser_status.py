@@ -13,11 +13,12 @@ import typing as t
 import pytest
 from flask_admin import Admin
 
+from .conftest import SQLITE_ONLY
 from .conftest import add_strict_csp
 from .conftest import assert_clean
 from .conftest import csp_nonce
 
-pytestmark = [pytest.mark.browser, pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)]
+pytestmark = [pytest.mark.browser, SQLITE_ONLY]
 
 STATUS = "/admin/dynamics/status/"
 

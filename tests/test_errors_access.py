@@ -13,7 +13,11 @@ from flask_admin import Admin
 from flask_admin import AdminIndexView
 
 from .conftest import ERRORS_URL
+from .conftest import SQLITE_ONLY
 from .conftest import load_errors_dataset
+
+#: Access rules do not depend on the database.
+pytestmark = SQLITE_ONLY
 
 PROTECTED = [
     ("GET", ERRORS_URL),

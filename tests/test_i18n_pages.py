@@ -20,8 +20,12 @@ from flask_dynamics_sync.i18n_tools import TEMPLATE_NAME
 from flask_dynamics_sync.i18n_tools import po_path
 from flask_dynamics_sync.i18n_tools import read_catalog
 
+from .conftest import SQLITE_ONLY
 from .conftest import UI_LOCALES
 from .conftest import page_text
+
+#: Rendering in six locales does not depend on the database.
+pytestmark = SQLITE_ONLY
 
 STATUS = "/admin/dynamics/status/"
 ERRORS = "/admin/dynamics/errors/"

@@ -38,6 +38,7 @@ from flask_dynamics_sync.models import SyncError
 from flask_dynamics_sync.models import metadata
 
 from .conftest import ERRORS_URL
+from .conftest import SQLITE_ONLY
 from .conftest import fuzz
 from .conftest import load_errors_dataset
 from .test_example_host import make_host  # noqa: F401 - the example host's fixture
@@ -159,6 +160,7 @@ def test_the_enumeration_finds_every_view_json_metrics_export_and_action_url():
     assert all(endpoint.startswith("dynamics_sync") for endpoint, _ in CASES)
 
 
+@SQLITE_ONLY
 def test_a_second_admin_gets_its_own_rules_and_they_are_found(make_app, db_url):
     app = make_app(db_url)
     second = Admin(app, name="Second", url="/second", endpoint="second")
@@ -172,6 +174,7 @@ def test_a_second_admin_gets_its_own_rules_and_they_are_found(make_app, db_url):
 # -- access -----------------------------------------------------------------------------
 
 
+@SQLITE_ONLY
 @pytest.mark.parametrize(("endpoint", "method"), CASES)
 def test_a_viewer_the_plugin_policy_denies_gets_403(make_app, db_url, endpoint, method):
     app = make_app(db_url, sync_kwargs={"can_view": lambda: False})
@@ -181,6 +184,7 @@ def test_a_viewer_the_plugin_policy_denies_gets_403(make_app, db_url, endpoint, 
     assert response.status_code == 403
 
 
+@SQLITE_ONLY
 @pytest.mark.parametrize(("endpoint", "method"), [case for case in CASES if case[1] == "POST"])
 def test_a_viewer_who_may_look_but_not_act_gets_403_on_every_post(make_app, db_url, endpoint, method):
     may_act = [True]
@@ -209,6 +213,7 @@ def test_the_hosts_login_page_answers_for_every_plugin_url_when_signed_out(make_
     assert answers == {case: (302, "/login") for case in CASES}
 
 
+@SQLITE_ONLY
 def test_static_files_are_the_plugins_public_assets_only(make_app, db_url):
     client = make_app(db_url, sync_kwargs={"can_view": lambda: False}).test_client()
     static = "/static/dynamics_sync/"
@@ -222,6 +227,7 @@ def test_static_files_are_the_plugins_public_assets_only(make_app, db_url):
 # -- state changes ------------------------------------------------------------------------
 
 
+@SQLITE_ONLY
 @pytest.mark.parametrize("endpoint", GET_ENDPOINTS)
 def test_no_get_changes_anything_whatever_its_query_string(client, db, errors_dataset, endpoint):
     app = client.application
@@ -234,6 +240,7 @@ def test_no_get_changes_anything_whatever_its_query_string(client, db, errors_da
     assert max(statuses) < 500
 
 
+@SQLITE_ONLY
 @pytest.mark.parametrize("endpoint", POST_ENDPOINTS)
 @pytest.mark.parametrize("token", [None, "", "forged", "from another session"])
 def test_a_post_without_a_valid_csrf_token_is_refused_and_changes_nothing(
@@ -250,6 +257,7 @@ def test_a_post_without_a_valid_csrf_token_is_refused_and_changes_nothing(
     assert snapshot(db) == before
 
 
+@SQLITE_ONLY
 @pytest.mark.parametrize("endpoint", POST_ENDPOINTS)
 def test_no_post_changes_anything_without_an_explicit_confirmation(client, db, errors_dataset, endpoint):
     data = {key: value for key, value in CHANGE_EVERYTHING.items() if key != "confirmed"}
@@ -288,6 +296,7 @@ def url_parser(browser) -> t.Iterator[t.Callable[[list[str]], list[str]]]:
         page.close()
 
 
+@SQLITE_ONLY
 @pytest.mark.parametrize("target", ["http:evil.example", "https:evil.example", "/\\evil.example", "0"])
 def test_a_return_address_that_is_not_a_local_path_gives_the_list(client, errors_dataset, target):
     # werkzeug's redirect() would send "http:evil.example" out as "http:///evil.example".
@@ -300,6 +309,7 @@ def test_a_return_address_that_is_not_a_local_path_gives_the_list(client, errors
     assert after_action.headers["Location"] == unknown_error.headers["Location"] == ERRORS_URL
 
 
+@SQLITE_ONLY
 @pytest.mark.browser
 @pytest.mark.parametrize(("endpoint", "method"), CASES)
 def test_no_return_address_leads_off_the_site(client, errors_dataset, url_parser, endpoint, method):

@@ -14,6 +14,8 @@ import re
 import pytest
 import sqlalchemy as sa
 
+from .conftest import SQLITE_ONLY
+
 STATUS = "/admin/dynamics/status/"
 PAGES = ["", "?view=last_hour", "details/Lead", "json", "metrics"]
 #: Pages that show the backlog (the Last Hour view shows throughput only).
@@ -72,7 +74,7 @@ def test_the_queue_is_read_as_pending_rows_only(client, statements, path):
     assert all("dynamics_sync_queue.state = " in " ".join(s.split()) for s in queue_reads)
 
 
-@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+@SQLITE_ONLY
 @pytest.mark.parametrize("path", PAGES)
 def test_no_statement_scans_a_whole_table(client, db, statements, path):
     plans = {s: query_plan(db, s, p) for s, p in fetch(client, statements, path)}
@@ -80,7 +82,7 @@ def test_no_statement_scans_a_whole_table(client, db, statements, path):
     assert {s: plan for s, plan in plans.items() if any(line.startswith("SCAN") for line in plan)} == {}
 
 
-@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+@SQLITE_ONLY
 @pytest.mark.parametrize("path", BACKLOG_PAGES)
 def test_backlog_queries_use_the_queue_index(client, db, statements, path):
     plans = [query_plan(db, s, p) for s, p in fetch(client, statements, path) if reads(s, "dynamics_sync_queue")]
@@ -92,7 +94,7 @@ def test_backlog_queries_use_the_queue_index(client, db, statements, path):
                for lines in queue_lines for line in lines)
 
 
-@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+@SQLITE_ONLY
 def test_the_backlog_table_reads_the_queue_index_alone(client, db, statements):
     lines = [
         line for s, p in fetch(client, statements, "") if reads(s, "dynamics_sync_queue")
