@@ -35,7 +35,7 @@ TABLES = [
         primary_key="contactid",
         alternate_keys={"acme_contact_hostid": ("acme_hostid",)},
         change_tracking=True,
-        columns=frozenset({"firstname", "lastname", "acme_hostid", "parentcustomerid_account@odata.bind"}),
+        columns=frozenset({"firstname", "lastname", "acme_hostid"}),
     ),
     Table(
         entity_set="accounts",
@@ -147,6 +147,12 @@ def test_token_endpoint_refuses_an_unknown_client_and_a_foreign_scope(dv: LocalD
     )
     assert (unknown.status_code, unknown.json()["error"]) == (400, "unauthorized_client")
     assert (foreign.status_code, foreign.json()["error"]) == (400, "invalid_scope")
+
+
+def test_another_tenant_is_not_found(dv: LocalDataverse) -> None:
+    response = httpx.get(f"{dv.url}/other-tenant/v2.0/.well-known/openid-configuration", verify=dv.ssl_context())
+    assert response.status_code == 400
+    assert response.json()["error_codes"] == [90002]
 
 
 def test_web_api_answers_401_without_a_token_and_with_an_unknown_one(dv: LocalDataverse) -> None:
@@ -276,6 +282,13 @@ def test_delete_answers_204_then_404(dv: LocalDataverse, api: httpx.Client) -> N
     assert again.status_code == 404
     assert again.json()["error"] == {"code": "0x80040217", "message": f"contact With Id = {row_id} Does Not Exist"}
     assert dv.rows("contacts") == []
+
+
+def test_delete_with_a_stale_etag_answers_412_and_keeps_the_row(dv: LocalDataverse, api: httpx.Client) -> None:
+    row_id = create_contact(api, "H-1")
+    create_contact(api, "H-1", firstname="Ada")
+    assert api.delete(f"contacts({row_id})", headers={"If-Match": 'W/"1"'}).status_code == 412
+    assert len(dv.rows("contacts")) == 1
 
 
 def test_a_second_row_with_the_same_alternate_key_is_refused(dv: LocalDataverse, api: httpx.Client) -> None:
@@ -510,6 +523,14 @@ def test_a_get_inside_a_change_set_is_refused(api: httpx.Client) -> None:
     assert response.status_code == 400
 
 
+def test_a_batch_that_is_not_multipart_is_refused(api: httpx.Client) -> None:
+    response = api.post("$batch", json={"requests": []})
+    assert response.status_code == 400
+    assert response.json()["error"]["message"] == (
+        "A $batch request must have Content-Type multipart/mixed with a boundary."
+    )
+
+
 def test_batch_parts_with_bare_lf_line_ends_are_read(dv: LocalDataverse, api: httpx.Client) -> None:
     body = (
         "--batch_AAA123\nContent-Type: application/http\nContent-Transfer-Encoding: binary\n\n"
@@ -627,7 +648,7 @@ def test_requests_sent_while_throttled_extend_the_wait(dv: LocalDataverse, api: 
     assert api.get("contacts").status_code == 200
 
 
-def test_the_limit_counts_each_client_apart_and_x_ms_ratelimit_reports_what_is_left(
+def test_x_ms_ratelimit_burst_remaining_reports_the_requests_left_in_the_window(
     dv: LocalDataverse, api: httpx.Client
 ) -> None:
     dv.set_limits(request_limit=3)
@@ -750,6 +771,21 @@ def test_a_timeout_outlasts_the_client_and_then_commits_or_not(
         threading.Event().wait(0.01)
     assert fault.fired == 1
     assert len(dv.rows("contacts")) == rows
+
+
+def test_a_held_batch_outlasts_the_client_and_then_commits(dv: LocalDataverse, api: httpx.Client) -> None:
+    dv.faults.add(Fault("timeout", entity_set="$batch", hold_seconds=0.4))
+    part = http_part("PATCH", "contacts(acme_hostid='H-1')", {})
+    with pytest.raises(httpx.ReadTimeout):
+        api.post(
+            "$batch",
+            content=f"--b\r\n{part}\r\n--b--\r\n".encode(),
+            headers={"Content-Type": "multipart/mixed; boundary=b"},
+            timeout=0.1,
+        )
+    while len(dv.request_log) < 2:
+        threading.Event().wait(0.01)
+    assert [row["acme_hostid"] for row in dv.rows("contacts")] == ["H-1"]
 
 
 def test_a_connection_dropped_after_commit_leaves_the_row_created(dv: LocalDataverse, api: httpx.Client) -> None:

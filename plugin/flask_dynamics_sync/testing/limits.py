@@ -69,11 +69,6 @@ class ServiceProtection:
         with self._lock:
             self._limits = dataclasses.replace(self._limits, **changes)
 
-    def reset(self) -> None:
-        """Forget every client's history (windows, pauses)."""
-        with self._lock:
-            self._clients.clear()
-
     def admit(self, client: str) -> float:
         """Count a request in; raise a 429 :class:`~.errors.DataverseError` if a limit is exceeded.
 

@@ -79,13 +79,13 @@ class CollectionReader:
                 context = f"{service_root}$metadata#{table.entity_set}{columns}/$delta"
             else:
                 entries = sorted(
-                    (row for row in self._store.rows(table.entity_set) if row["versionnumber"] <= snapshot),
+                    (row for row in self._store.live_rows(table.entity_set) if row["versionnumber"] <= snapshot),
                     key=lambda row: row["versionnumber"],
                 )
                 context = f"{service_root}$metadata#{table.entity_set}{columns}"
                 applied.insert(0, "odata.track-changes")
         else:
-            entries = [row for row in self._store.rows(table.entity_set) if _filter(query.get("$filter"))(row)]
+            entries = [row for row in self._store.live_rows(table.entity_set) if _filter(query.get("$filter"))(row)]
             entries = entries[: int(query["$top"])] if "$top" in query else entries
             context = f"{service_root}$metadata#{table.entity_set}{columns}"
         page = entries[offset : offset + page_size]

@@ -76,6 +76,7 @@ class _Handler(WSGIRequestHandler):
 
     def setup(self) -> None:
         try:
+            self.request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             self.request.do_handshake()
         except (ssl.SSLError, OSError):
             self._broken = True
@@ -292,9 +293,7 @@ class LocalDataverse:
         path = request.path
         if path.startswith(API_PATH):
             return self._web_api(request, environ, start_response)
-        reply = self._token_side(request)
-        self._record(request, reply.status, reply.error_code)
-        return _send(reply, start_response)
+        return self._answer(request, self._token_side(request), start_response)
 
     def _token_side(self, request: Request) -> Reply:
         discovery = re.fullmatch(r"/([^/]+)/v2\.0/\.well-known/openid-configuration", request.path)
@@ -315,69 +314,64 @@ class LocalDataverse:
         return error_reply(errors.DataverseError(404, errors.RESOURCE_NOT_FOUND, f"No resource at '{request.path}'."))
 
     def _web_api(self, request: Request, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
-        assert self._api is not None and self._batch is not None
-        authority, resource = self.authority, self.url
         try:
-            client = self.issuer.client_for(request.headers.get("Authorization", ""), authority, resource)
-        except errors.DataverseError as error:
-            self._record(request, 401, error.code)
-            return _send(Reply(401, list(error.headers.items())), start_response)
+            client = self.issuer.client_for(request.headers.get("Authorization", ""), self.authority, self.url)
+        except errors.DataverseError as error:  # 401: Dataverse sends only the WWW-Authenticate header
+            return self._answer(request, Reply(401, list(error.headers.items()), error_code=error.code), start_response)
         try:
             started = self.protection.admit(client)
         except errors.DataverseError as error:
-            reply = error_reply(error)
-            self._record(request, reply.status, reply.error_code)
-            return _send(reply, start_response)
+            return self._answer(request, error_reply(error), start_response)
         try:
-            service_path = request.path[len(API_PATH) :]
-            entity_set, keys = _target_of(service_path)
-            fault = self.faults.take("request", request.method, entity_set, keys)
-            if fault is not None and fault.kind in GATEWAY_STATUS:
-                status = GATEWAY_STATUS[fault.kind]
-                reply = Reply(status, [("Content-Type", "text/plain")], _phrase(status).encode())
-                self._record(request, status, fault.kind)
-                return _send(reply, start_response)
-            if fault is not None and fault.kind == "throttled":
-                reply = error_reply(
-                    errors.DataverseError(
-                        429,
-                        errors.TOO_MANY_REQUESTS,
-                        requests_exceeded(self.protection.limits),
-                        {"Retry-After": str(fault.retry_after)},
-                    )
-                )
-                self._record(request, 429, reply.error_code)
-                return _send(reply, start_response)
-            if fault is not None and fault.kind == "timeout":
-                self._stopping.wait(fault.hold_seconds)
-                if not fault.process:
-                    self._record(request, None, "timeout")
-                    return _drop(environ, start_response)
-            op = Operation(
-                method=request.method,
-                path=service_path,
-                query=dict(request.args.items()),
-                headers={name.lower(): value for name, value in request.headers.items()},
-                body=request.get_data(),
-                client=client,
-            )
-            if service_path == "$batch" and request.method == "POST":
-                reply = self._batch.run(op)
-            else:
-                reply = self._api.execute(op)
-            reply.headers += [
-                ("REQ_ID", str(uuid.uuid4())),
-                ("x-ms-ratelimit-burst-remaining-xrm-requests", str(self.protection.remaining(client))),
-            ]
-            if fault is not None and fault.kind == "drop_after_commit":
-                self._record(request, None, "connection_dropped")
-                if service_path == "$batch":
-                    return _send_part_then_drop(reply, environ, start_response)
-                return _drop(environ, start_response)
-            self._record(request, reply.status, reply.error_code)
-            return _send(reply, start_response)
+            return self._admitted(request, client, environ, start_response)
         finally:
             self.protection.release(client, started)
+
+    def _admitted(
+        self, request: Request, client: str, environ: WSGIEnvironment, start_response: StartResponse
+    ) -> Iterable[bytes]:
+        """Run an authenticated, admitted request, through the request faults that match it."""
+        assert self._api is not None and self._batch is not None
+        service_path = request.path[len(API_PATH) :]
+        fault = self.faults.take("request", request.method, *_target_of(service_path))
+        kind = fault.kind if fault is not None else None
+        if fault is not None and kind in GATEWAY_STATUS:
+            status = GATEWAY_STATUS[fault.kind]
+            reply = Reply(status, [("Content-Type", "text/plain")], _phrase(status).encode(), error_code=fault.kind)
+            return self._answer(request, reply, start_response)
+        if fault is not None and kind == "throttled":
+            limits = self.protection.limits
+            throttled = errors.DataverseError(
+                429, errors.TOO_MANY_REQUESTS, requests_exceeded(limits), {"Retry-After": str(fault.retry_after)}
+            )
+            return self._answer(request, error_reply(throttled), start_response)
+        if fault is not None and kind == "timeout":
+            self._stopping.wait(fault.hold_seconds)
+            if not fault.process:
+                self._record(request, None, "timeout")
+                return _drop(environ, start_response)
+        op = Operation(
+            method=request.method,
+            path=service_path,
+            query=dict(request.args.items()),
+            headers={name.lower(): value for name, value in request.headers.items()},
+            body=request.get_data(),
+            client=client,
+        )
+        is_batch = service_path == "$batch" and request.method == "POST"
+        reply = self._batch.run(op) if is_batch else self._api.execute(op)
+        reply.headers += [
+            ("REQ_ID", str(uuid.uuid4())),
+            ("x-ms-ratelimit-burst-remaining-xrm-requests", str(self.protection.remaining(client))),
+        ]
+        if kind == "drop_after_commit":
+            self._record(request, None, "connection_dropped")
+            return _send_part_then_drop(reply, environ, start_response) if is_batch else _drop(environ, start_response)
+        return self._answer(request, reply, start_response)
+
+    def _answer(self, request: Request, reply: Reply, start_response: StartResponse) -> list[bytes]:
+        self._record(request, reply.status, reply.error_code)
+        return _send(reply, start_response)
 
     def _record(self, request: Request, status: int | None, error_code: str | None) -> None:
         self._log.append(LoggedRequest(self._clock(), request.method, request.path, status, error_code))

@@ -63,6 +63,10 @@ class Store:
         with self.lock:
             return [copy.deepcopy(row) for row in self._rows[self.table(entity_set).entity_set].values()]
 
+    def live_rows(self, entity_set: str) -> list[Row]:
+        """The stored rows themselves (no copies), oldest first; the caller holds :attr:`lock` and changes none."""
+        return list(self._rows[self.table(entity_set).entity_set].values())
+
     def get(self, entity_set: str, row_id: str) -> Row | None:
         return self._rows[entity_set].get(row_id.lower())
 

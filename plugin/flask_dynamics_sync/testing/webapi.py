@@ -175,19 +175,14 @@ class WebApi:
         self._check_columns(table, [column])
         self._fault(op, table, resource.key_strings, _describe(resource))
         with self.store.lock:
-            row_id, _ = self._locate(table, resource)
-            if row_id is None or self.store.get(table.entity_set, row_id) is None:
-                raise not_found(table, resource)
-            self.store.update(table.entity_set, row_id, {column: value})
+            row = self._existing(table, resource)
+            self.store.update(table.entity_set, row[table.primary_key], {column: value})
         return Reply(204, odata_headers())
 
     def _retrieve(self, op: Operation, table: Table, resource: Resource) -> Reply:
         self._fault(op, table, resource.key_strings, _describe(resource))
         with self.store.lock:
-            row_id, _ = self._locate(table, resource)
-            row = self.store.get(table.entity_set, row_id) if row_id else None
-            if row is None:
-                raise not_found(table, resource)
+            row = self._existing(table, resource)
             if etag(row) in (_condition(op.header("If-None-Match")) or []):
                 return Reply(304, odata_headers())
             body = {
@@ -200,10 +195,7 @@ class WebApi:
         if_match = _condition(op.header("If-Match"))
         self._fault(op, table, resource.key_strings, _describe(resource))
         with self.store.lock:
-            row_id, _ = self._locate(table, resource)
-            row = self.store.get(table.entity_set, row_id) if row_id else None
-            if row is None:
-                raise not_found(table, resource)
+            row = self._existing(table, resource)
             if if_match not in (None, ["*"]) and etag(row) not in if_match:
                 raise version_mismatch()
             self.store.delete(table.entity_set, row[table.primary_key])
@@ -327,6 +319,14 @@ class WebApi:
         columns = table.alternate_keys[name]
         return self.store.find(table.entity_set, name, tuple(key[column] for column in columns)), dict(key)
 
+    def _existing(self, table: Table, resource: Resource) -> Row:
+        """The row a key names; 404 ``0x80040217`` when there is none."""
+        row_id, _ = self._locate(table, resource)
+        row = self.store.get(table.entity_set, row_id) if row_id else None
+        if row is None:
+            raise not_found(table, resource)
+        return row
+
     def _payload(self, op: Operation, table: Table) -> Row:
         return self._clean(table, _json_object(op.body, table))
 
@@ -365,10 +365,7 @@ class WebApi:
                 raise payload_error(table)
             target = self._reference(value)
             target_table = self.store.table(target.entity_set)
-            row_id, _ = self._locate(target_table, target)
-            if row_id is None or self.store.get(target_table.entity_set, row_id) is None:
-                raise not_found(target_table, target)
-            resolved[f"_{navigation}_value"] = row_id
+            resolved[f"_{navigation}_value"] = self._existing(target_table, target)[target_table.primary_key]
         return resolved
 
     def _reference(self, url: str) -> Resource:
