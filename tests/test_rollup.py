@@ -18,6 +18,8 @@ from flask_dynamics_sync.models import JobState
 from flask_dynamics_sync.models import QueueItem
 from flask_dynamics_sync.models import SyncError
 from flask_dynamics_sync.models import SyncEvent
+from flask_dynamics_sync.rollup import hours_to_recompute
+from flask_dynamics_sync.rollup import next_watermark
 
 from .conftest import NOW
 from .conftest import fuzz
@@ -464,3 +466,76 @@ def test_two_processes_rolling_the_same_hours_at_once_give_exact_rows(sync, db, 
             worker.close()
 
     assert buckets(db) == straightforward_count(*raw_rows(db))
+
+
+# -- which hours a run recomputes, and the watermark after it (pure functions) -------------
+
+
+def hours(**given):
+    arguments = {"now": NOW, "window_hours": 3, "watermark": None, "pruned_before": None, "earliest": None,
+                 "start": None, "end": None}
+    return hours_to_recompute(**{**arguments, **given})
+
+
+def test_a_first_scheduled_run_recomputes_from_the_earliest_source_hour_to_the_current_hour():
+    assert hours(earliest=HOUR - 30 * H) == (HOUR - 30 * H, HOUR + H)
+
+
+def test_a_first_scheduled_run_without_data_recomputes_the_sliding_window():
+    assert hours() == (HOUR - 3 * H, HOUR + H)
+
+
+def test_a_scheduled_run_catches_up_from_the_watermark():
+    assert hours(watermark=HOUR - 10 * H) == (HOUR - 10 * H, HOUR + H)
+
+
+def test_a_scheduled_run_never_starts_after_the_sliding_window():
+    assert hours(watermark=HOUR + 5 * H) == (HOUR - 3 * H, HOUR + H)
+
+
+def test_a_backfill_recomputes_exactly_its_range():
+    assert hours(watermark=HOUR - 3 * H, start=HOUR - 20 * H, end=HOUR - 15 * H) == (HOUR - 20 * H, HOUR - 15 * H)
+
+
+def test_a_backfill_without_a_start_begins_at_the_earliest_source_hour_or_the_current_hour():
+    assert hours(end=HOUR - H, earliest=HOUR - 8 * H) == (HOUR - 8 * H, HOUR - H)
+    assert hours(end=HOUR + H) == (HOUR, HOUR + H)
+
+
+def test_a_backfill_without_an_end_runs_to_the_end_of_the_current_hour():
+    assert hours(start=HOUR - 2 * H) == (HOUR - 2 * H, HOUR + H)
+
+
+def test_pruned_hours_are_never_recomputed():
+    assert hours(earliest=HOUR - 30 * H, pruned_before=HOUR - 20 * H) == (HOUR - 20 * H, HOUR + H)
+    assert hours(start=HOUR - 30 * H, end=HOUR - 25 * H, pruned_before=HOUR - 20 * H) == (HOUR - 20 * H, HOUR - 25 * H)
+
+
+def watermark_after(**given):
+    arguments = {"now": NOW, "window_hours": 3, "watermark": None, "earliest": None, "backfill": False}
+    return next_watermark(**{**arguments, **given})
+
+
+def test_a_scheduled_run_moves_the_watermark_to_the_start_of_the_sliding_window():
+    assert watermark_after(watermark=HOUR - 10 * H, first=HOUR - 10 * H, stop=HOUR + H) == HOUR - 3 * H
+
+
+def test_a_backfill_that_joins_the_final_hours_extends_them():
+    assert watermark_after(backfill=True, watermark=HOUR - 10 * H, first=HOUR - 12 * H, stop=HOUR - 5 * H) == HOUR - 5 * H
+
+
+def test_a_backfill_is_final_only_up_to_the_sliding_window():
+    assert watermark_after(backfill=True, watermark=HOUR - 10 * H, first=HOUR - 10 * H, stop=HOUR + H) == HOUR - 3 * H
+
+
+def test_a_backfill_after_a_gap_leaves_the_watermark():
+    assert watermark_after(backfill=True, watermark=HOUR - 10 * H, first=HOUR - 8 * H, stop=HOUR - 6 * H) == HOUR - 10 * H
+
+
+def test_a_backfill_never_moves_the_watermark_back():
+    assert watermark_after(backfill=True, watermark=HOUR - 4 * H, first=HOUR - 12 * H, stop=HOUR - 8 * H) == HOUR - 4 * H
+
+
+def test_a_first_backfill_from_the_earliest_data_starts_the_watermark():
+    assert watermark_after(backfill=True, earliest=HOUR - 12 * H, first=HOUR - 12 * H, stop=HOUR - 6 * H) == HOUR - 6 * H
+    assert watermark_after(backfill=True, earliest=HOUR - 12 * H, first=HOUR - 10 * H, stop=HOUR - 6 * H) is None

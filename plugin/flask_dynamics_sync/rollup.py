@@ -205,6 +205,66 @@ def snapshot_backlog(conn: Connection, now: dt.datetime) -> tuple[dt.datetime, i
     return taken_at, int(rows or 0)
 
 
+# -- which hours, and how far they are final (pure) ------------------------------------
+
+
+def hours_to_recompute(
+    *,
+    now: dt.datetime,
+    window_hours: int,
+    watermark: dt.datetime | None,
+    pruned_before: dt.datetime | None,
+    earliest: dt.datetime | None,
+    start: dt.datetime | None,
+    end: dt.datetime | None,
+) -> tuple[dt.datetime, dt.datetime]:
+    """The hours ``[first, stop)`` a run recomputes (empty when ``first >= stop``).
+
+    A scheduled run (no ``start``/``end``) takes the sliding window and every
+    hour since the ``watermark`` (or since the ``earliest`` source hour on the
+    first run). A backfill takes ``[start, end)``, a missing ``start`` meaning the
+    earliest source hour and a missing ``end`` the end of the current hour.
+    Hours before ``pruned_before`` lost their raw rows and are never recomputed.
+    """
+    current = floor_hour(now)
+    final_before = current - dt.timedelta(hours=window_hours)
+    if start is not None or end is not None:
+        first = start if start is not None else (earliest or current)
+        stop = end if end is not None else current + HOUR
+    else:
+        first = min(watermark or earliest or final_before, final_before)
+        stop = current + HOUR
+    if pruned_before is not None:
+        first = max(first, pruned_before)
+    return first, stop
+
+
+def next_watermark(
+    *,
+    now: dt.datetime,
+    window_hours: int,
+    watermark: dt.datetime | None,
+    earliest: dt.datetime | None,
+    first: dt.datetime,
+    stop: dt.datetime,
+    backfill: bool,
+) -> dt.datetime | None:
+    """The ``rollup`` watermark after recomputing ``[first, stop)``: every hour before it is final.
+
+    A scheduled run moves it to the start of the sliding window. A backfill
+    moves it only when it starts where the final hours end (or before any
+    data), so the final hours stay contiguous; it never moves it back.
+    """
+    final_before = floor_hour(now) - dt.timedelta(hours=window_hours)
+    if not backfill:
+        return final_before
+    contiguous_from = watermark if watermark is not None else (earliest or first)
+    if first > contiguous_from:
+        return watermark
+    candidate = min(stop, final_before)
+    return candidate if watermark is None else max(watermark, candidate)
+
+
 # -- the run ----------------------------------------------------------------------
 
 
@@ -216,7 +276,7 @@ def roll_up(
     start: dt.datetime | None = None,
     end: dt.datetime | None = None,
 ) -> RollupResult:
-    """Recompute hours in the caller's transaction; see the module docstring for which hours.
+    """Recompute hours in the caller's transaction (:func:`hours_to_recompute`), then move the watermark.
 
     Without ``start`` and ``end``: the sliding window and catch-up since the
     watermark. With either: backfill ``[floor(start), ceil(end))``; a missing
@@ -233,19 +293,16 @@ def roll_up(
     state = read_job(conn, JobName.ROLLUP)
     watermark = state.watermark if state is not None else None
     pruned = read_job(conn, JobName.PRUNE)
-    pruned_before = pruned.watermark if pruned is not None else None
-
-    current = floor_hour(now)
-    final_before = current - dt.timedelta(hours=window_hours)
     earliest = earliest_source_hour(conn) if watermark is None or (backfill and start is None) else None
-    if backfill:
-        first = start if start is not None else (earliest or current)
-        stop = end if end is not None else current + HOUR
-    else:
-        first = min(watermark or earliest or final_before, final_before)
-        stop = current + HOUR
-    if pruned_before is not None:
-        first = max(first, pruned_before)
+    first, stop = hours_to_recompute(
+        now=now,
+        window_hours=window_hours,
+        watermark=watermark,
+        pruned_before=pruned.watermark if pruned is not None else None,
+        earliest=earliest,
+        start=start,
+        end=end,
+    )
 
     buckets = removed = 0
     if first < stop:
@@ -258,15 +315,15 @@ def roll_up(
         removed = conn.execute(sa.delete(hourly).where(in_range, hourly.c.computed_at != now)).rowcount
         buckets = int(conn.scalar(sa.select(sa.func.count()).select_from(hourly).where(in_range)) or 0)
 
-    new_watermark = watermark
-    if not backfill:
-        new_watermark = final_before
-    else:
-        # A backfill that starts where the final hours end (or before any data) extends them.
-        contiguous_from = watermark if watermark is not None else (earliest or first)
-        if first <= contiguous_from:
-            candidate = min(stop, final_before)
-            new_watermark = candidate if watermark is None else max(watermark, candidate)
+    new_watermark = next_watermark(
+        now=now,
+        window_hours=window_hours,
+        watermark=watermark,
+        earliest=earliest,
+        first=first,
+        stop=stop,
+        backfill=backfill,
+    )
     if new_watermark != watermark:
         set_watermark(conn, JobName.ROLLUP, new_watermark)
 
