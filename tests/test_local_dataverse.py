@@ -351,6 +351,18 @@ def test_a_collection_filtered_by_a_column(api: httpx.Client) -> None:
     assert [row["firstname"] for row in response.json()["value"]] == ["Eve"]
 
 
+def test_include_annotations_adds_the_help_link_and_inner_message_to_errors(api: httpx.Client) -> None:
+    missing = "00000000-0000-0000-0000-000000000001"
+    response = api.delete(f"contacts({missing})", headers={"Prefer": 'odata.include-annotations="*"'})
+    assert response.json()["error"] == {
+        "code": "0x80040217",
+        "message": f"contact With Id = {missing} Does Not Exist",
+        "@Microsoft.PowerApps.CDS.HelpLink": "http://go.microsoft.com/fwlink/?LinkID=398563"
+        "&error=Microsoft.Crm.CrmException%3a80040217&client=platform",
+        "@Microsoft.PowerApps.CDS.InnerError.Message": f"contact With Id = {missing} Does Not Exist",
+    }
+
+
 def test_an_unknown_entity_set_answers_404(api: httpx.Client) -> None:
     response = api.get("widgets")
     assert response.status_code == 404

@@ -35,8 +35,28 @@ class DataverseError(Exception):
         self.message = message
         self.headers = dict(headers or {})
 
-    def body(self) -> dict[str, dict[str, str]]:
-        return {"error": {"code": self.code, "message": self.message}}
+    def body(self, annotations: str = "") -> dict[str, dict[str, str]]:
+        """The JSON error; ``annotations`` is what ``Prefer: odata.include-annotations`` asked for.
+
+        With it the error carries the annotations of compose-http-requests-handle-errors.md
+        ("Include more details with errors") that a platform error has: the help link and the
+        inner error's message.
+        """
+        error = {"code": self.code, "message": self.message}
+        details = {
+            "@Microsoft.PowerApps.CDS.HelpLink": "http://go.microsoft.com/fwlink/?LinkID=398563&error="
+            f"Microsoft.Crm.CrmException%3a{self.code.removeprefix('0x')}&client=platform",
+            "@Microsoft.PowerApps.CDS.InnerError.Message": self.message,
+        }
+        wanted = [pattern.strip() for pattern in annotations.split(",") if pattern.strip()]
+        for name, value in details.items():
+            if any(_annotation_matches(pattern, name[1:]) for pattern in wanted):
+                error[name] = value
+        return {"error": error}
+
+
+def _annotation_matches(pattern: str, name: str) -> bool:
+    return pattern == "*" or pattern == name or (pattern.endswith("*") and name.startswith(pattern[:-1]))
 
 
 def bad_request(message: str, code: str = INVALID_ARGUMENT) -> DataverseError:

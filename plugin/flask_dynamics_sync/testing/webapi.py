@@ -91,7 +91,7 @@ class WebApi:
         try:
             return self._dispatch(op)
         except errors.DataverseError as error:
-            return error_reply(error)
+            return error_reply(error, op.preferences.get("odata.include-annotations", ""))
 
     # -- routing ---------------------------------------------------------------------------
 
@@ -431,8 +431,8 @@ def json_reply(status: int, body: t.Any, headers: list[tuple[str, str]] | None =
     )
 
 
-def error_reply(error: errors.DataverseError) -> Reply:
-    reply = json_reply(error.status, error.body(), list(error.headers.items()))
+def error_reply(error: errors.DataverseError, annotations: str = "") -> Reply:
+    reply = json_reply(error.status, error.body(annotations), list(error.headers.items()))
     reply.error_code = error.code
     return reply
 
