@@ -507,11 +507,17 @@ def load_errors_dataset(db: SQLAlchemy) -> list[dict[str, t.Any]]:
 ERRORS_URL = "/admin/dynamics/errors/"
 
 
-def listed_error_ids(client: t.Any, query: dict[str, str] | None = None) -> list[int]:
-    """The error ids the Sync Errors list shows for ``query`` (search, filters...), in order."""
+def listed_error_ids(client: t.Any, query: dict[str, str] | None = None, *, state: str | None = "all") -> list[int]:
+    """The error ids the Sync Errors list shows for ``query`` (search, filters...), in order.
+
+    On the *All* tab unless ``state`` names another (``None``: the list's default, *Open*).
+    """
     import re
 
-    response = client.get(ERRORS_URL, query_string=query or {})
+    query = dict(query or {})
+    if state is not None:
+        query.setdefault("state", state)
+    response = client.get(ERRORS_URL, query_string=query)
     assert response.status_code == 200, response.status_code
     return [int(i) for i in re.findall(r"/details/\?id=(\d+)", response.get_data(as_text=True))]
 

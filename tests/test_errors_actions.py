@@ -120,7 +120,7 @@ def test_confirming_carries_the_selection(client, errors_dataset):
     fields = dict(re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)">', form))
     assert {k: v for k, v in fields.items() if k != "csrf_token"} == {
         "action": "ignore", "scope": "all", "url": ERRORS_URL, "confirmed": "1", "up_to_id": "700007",
-        "search": "Duplicate", "flt0_4": "open",
+        "search": "Duplicate", "flt0_4": "open", "state": "all",
     }
 
 

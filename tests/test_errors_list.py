@@ -131,22 +131,23 @@ def test_the_view_is_read_only(client, errors_dataset):
 
 
 def list_tab(client, query=None) -> str:
+    """The active state tab: its name and count."""
     html = client.get(ERRORS_URL, query_string=query or {}).get_data(as_text=True)
-    return page_text(re.search(r'<a [^>]*class="nav-link active ds-count">.*?</a>', html, re.S).group(0))
+    return page_text(re.search(r'<a [^>]*class="nav-link [^"]* active ds-count".*?</a>', html, re.S).group(0))
 
 
 def test_a_count_up_to_the_cap_is_exact(make_app, db_url):
     app = make_app(db_url, config={"DYNAMICS_SYNC_COUNT_CAP": 3})
     with app.app_context():
         insert_errors(app.extensions["test_db"], 3)
-        assert list_tab(app.test_client()) == "List (3)"
+        assert list_tab(app.test_client()) == "Open 3"
 
 
 def test_a_count_above_the_cap_is_shown_capped(make_app, db_url):
     app = make_app(db_url, config={"DYNAMICS_SYNC_COUNT_CAP": 3})
     with app.app_context():
         insert_errors(app.extensions["test_db"], 4)
-        assert list_tab(app.test_client()) == "List (3+)"
+        assert list_tab(app.test_client()) == "Open 3+"
 
 
 def test_the_default_cap_reads_ten_thousand_plus(make_app, db_url):
@@ -157,7 +158,7 @@ def test_the_default_cap_reads_ten_thousand_plus(make_app, db_url):
 
 
 def test_the_count_follows_search_and_filters(client, errors_dataset):
-    assert list_tab(client, {"search": "Duplicate", "flt4_4": "open"}) == "List (2)"
+    assert list_tab(client, {"search": "Duplicate", "flt4_4": "open"}) == "All 2"
 
 
 def test_the_count_query_reads_at_most_cap_plus_one_rows(make_app, db_url):
@@ -168,8 +169,9 @@ def test_the_count_query_reads_at_most_cap_plus_one_rows(make_app, db_url):
         insert_errors(db, 10)
         sa.event.listen(db.engine, "before_cursor_execute", lambda c, cur, stmt, *a: statements.append(stmt))
         app.test_client().get(ERRORS_URL)
-    [count_sql] = [s for s in statements if "count(" in s.lower()]
-    assert re.search(r"LIMIT", count_sql, re.I)
+    count_sql = [s for s in statements if "count(" in s.lower()]
+    assert len(count_sql) == 4  # one per state tab
+    assert all(re.search(r"LIMIT", sql, re.I) for sql in count_sql)
     assert not any("count(" in s.lower() and "limit" not in s.lower() for s in statements)
 
 
@@ -180,4 +182,4 @@ def test_a_capped_count_still_lists_the_whole_page(make_app, db_url):
         client = app.test_client()
         html = client.get(ERRORS_URL, query_string={"page_size": "20"}).get_data(as_text=True)
     assert len(re.findall(r"/details/\?id=", html)) == 5
-    assert "List (3+)" in page_text(html)
+    assert "Open 3+" in page_text(html)

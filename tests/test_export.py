@@ -308,7 +308,7 @@ def test_the_export_links_carry_the_lists_search_filters_and_sort_only(client, e
     }).get_data(as_text=True)
 
     assert re.findall(r'class="dropdown-item ds-export" data-format="csv"\s+href="([^"]+)"', html) == [
-        ERRORS_URL + "export/csv/?search=Ada&amp;flt0_0=Lead&amp;sort=1",
+        ERRORS_URL + "export/csv/?search=Ada&amp;flt0_0=Lead&amp;sort=1&amp;state=open",
     ]
 
 

@@ -185,6 +185,11 @@ def format_duration(seconds: float) -> str:
     )
 
 
+def format_relative(value: dt.datetime, now: dt.datetime) -> str:
+    """How long ago (or from now) a UTC timestamp is: ``4 minutes ago``, ``vor 4 Minuten``."""
+    return babel_dates.format_timedelta(value - now, threshold=1.0, add_direction=True, locale=get_locale())
+
+
 def format_hour_range(start: dt.datetime) -> str:
     """The hour starting at ``start`` (UTC), as the viewer reads it.
 

@@ -152,6 +152,8 @@ class BacklogSnapshot(Base):
 #: Columns the Sync Errors search looks in, and PostgreSQL's trigram index over them.
 ERROR_SEARCH_COLUMNS = ("record_id", "record_label", "error_code", "error_message")
 ERROR_SEARCH_INDEX = "ix_dynamics_sync_error_search"
+#: Named explicitly: the conventional name would exceed the 63/64 characters databases allow.
+ERROR_GROUP_INDEX = "ix_dynamics_sync_error_groups"
 
 
 class SyncError(Base):
@@ -164,6 +166,8 @@ class SyncError(Base):
         sa.Index(None, "error_code", "occurred_at"),
         sa.Index(None, "state", "occurred_at"),
         sa.Index(None, "object_type", "record_id", "direction", "state"),
+        # Groups of open errors (one cause each) and their "show these" list, read from the index alone.
+        sa.Index(ERROR_GROUP_INDEX, "state", "direction", "object_type", "error_code", "occurred_at"),
         # Search: a record id typed alone; on PostgreSQL, substrings through trigrams.
         sa.Index(None, "record_id"),
         sa.Index(

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import typing as t
 
 from flask import Blueprint
 from flask import abort
 from flask.typing import ResponseReturnValue
+from markupsafe import Markup
 
 from .. import i18n
 from .db_errors import register_database_error_handler
@@ -29,6 +31,18 @@ def local_url(target: str | None) -> str | None:
     if "\\" in target or any(ch.isspace() or not ch.isprintable() for ch in target):
         return None
     return target
+
+
+def time_html(moment: dt.datetime | None, now: dt.datetime) -> Markup:
+    """A time as the pages show it: relative ("4 minutes ago"), the exact time and zone on hover.
+
+    ``None`` is a dash. The ``datetime`` attribute carries the UTC instant for scripts.
+    """
+    if moment is None:
+        return Markup('<span class="text-muted">—</span>')
+    return Markup('<time datetime="{}Z" title="{}">{}</time>').format(
+        moment.isoformat(), i18n.format_datetime(moment, "long"), i18n.format_relative(moment, now)
+    )
 
 
 class PluginViewMixin:
@@ -72,7 +86,9 @@ class PluginViewMixin:
 
     def plugin_template_args(self) -> dict[str, t.Any]:
         """Helpers every plugin template can use."""
+        now = self.sync.now()
         return {
+            "ds_time": lambda moment: time_html(moment, now),
             "_": i18n.gettext,
             "ds_gettext": i18n.gettext,
             "ds_ngettext": i18n.ngettext,

@@ -55,6 +55,14 @@ from ..error_actions import applicable
 from ..error_actions import by_ids
 from ..error_actions import preview
 from ..error_actions import run_action
+from ..error_overview import TAB_STATES
+from ..error_overview import ErrorGroup
+from ..error_overview import StateTab
+from ..error_overview import capped_count
+from ..error_overview import open_error_groups
+from ..error_overview import tab_condition
+from ..error_overview import tab_counts
+from ..error_overview import tab_counts_of_states
 from ..i18n import gettext
 from ..i18n import lazy_gettext
 from ..i18n import ngettext
@@ -92,6 +100,17 @@ STATE_BADGES = {
     ErrorState.IGNORED.value: "badge-secondary",
     ErrorState.RESOLVED.value: "badge-success",
 }
+TAB_LABELS = {
+    StateTab.OPEN: lazy_gettext("Open"),
+    StateTab.IGNORED: lazy_gettext("Ignored"),
+    StateTab.RESOLVED: lazy_gettext("Resolved"),
+    StateTab.ALL: lazy_gettext("All"),
+}
+#: The actions a group of open errors offers, as its buttons say them.
+GROUP_ACTION_LABELS = {
+    ErrorAction.RETRY: lazy_gettext("Retry all"),
+    ErrorAction.IGNORE: lazy_gettext("Ignore all"),
+}
 ACTION_LABELS = {
     ErrorAction.RETRY: lazy_gettext("Retry"),
     ErrorAction.IGNORE: lazy_gettext("Ignore"),
@@ -103,6 +122,9 @@ MESSAGE_PREVIEW_LENGTH = 140
 
 #: Highest list page a URL may name: far beyond any list, an OFFSET every database takes.
 MAX_PAGE = 1_000_000_000
+
+#: The URL argument of the state tabs.
+STATE_ARG = "state"
 
 SCOPE_SELECTED = "selected"
 SCOPE_ALL = "all"
@@ -155,6 +177,17 @@ class EqualFilter(FilterEqual):
 
     def operation(self) -> t.Any:
         return lazy_gettext("is")
+
+
+@dataclasses.dataclass(frozen=True)
+class StateTabLink:
+    """One state tab of the list: its label, capped count and URL."""
+
+    tab: StateTab
+    label: str
+    count_label: str
+    url: str
+    active: bool
 
 
 @dataclasses.dataclass(frozen=True)
@@ -214,7 +247,11 @@ def _code_cell(view: t.Any, context: Context | None, model: SyncError, name: str
 
 
 def _message_preview_cell(view: t.Any, context: Context | None, model: SyncError, name: str) -> str:
-    message = model.error_message
+    return _message_preview(model.error_message)
+
+
+def _message_preview(message: str) -> str:
+    """The start of a message, as the list shows it."""
     if len(message) <= MESSAGE_PREVIEW_LENGTH:
         return message
     return message[: MESSAGE_PREVIEW_LENGTH - 1].rstrip() + "\u2026"
@@ -354,6 +391,10 @@ class SyncErrorsView(PluginViewMixin, ModelView):
         TimeFilter(SyncError.occurred_at, lazy_gettext("Until"), until=True),
     ]
     _OBJECT_FILTER = 0
+    _DIRECTION_FILTER = 2
+    _CODE_FILTER = 3
+    #: Replaced in the filter bar by the state tabs; still honoured in URLs.
+    _STATE_FILTER = 4
 
     def __init__(self, sync: DynamicsSync, **kwargs: t.Any) -> None:
         self.sync = sync
@@ -459,9 +500,26 @@ class SyncErrorsView(PluginViewMixin, ModelView):
             self._template_args["invalid_filter_values"] = invalid
         return filters
 
-    def selection_condition(self, search: str | None, filters: t.Sequence[Filter] | None) -> sa.ColumnElement[bool] | None:
-        """The ``WHERE`` condition selecting what the list shows for ``search`` and ``filters``."""
+    def state_tab(self, args: MultiDict[str, str], default: StateTab = StateTab.OPEN) -> StateTab:
+        """The tab of ``?state=``, else ``default``; *All* when the arguments filter on a state themselves.
+
+        The list opens on *Open*. The list's export links and action forms always
+        name their tab; an export URL or action post without one covers every state.
+        """
+        try:
+            return StateTab(args.get(STATE_ARG, ""))
+        except ValueError:
+            filters, _invalid = self.parse_filter_args(args)
+            return StateTab.ALL if any(index == self._STATE_FILTER for index, _, _ in filters) else default
+
+    def selection_condition(
+        self, search: str | None, filters: t.Sequence[Filter] | None, tab: StateTab = StateTab.ALL
+    ) -> sa.ColumnElement[bool] | None:
+        """The ``WHERE`` condition selecting what the list shows for ``search``, ``filters`` and ``tab``."""
         stmt = sa.select(SyncError.id)
+        condition = tab_condition(tab)
+        if condition is not None:
+            stmt = stmt.where(condition)
         condition = search_condition(search)
         if condition is not None:
             stmt = stmt.where(condition)
@@ -477,18 +535,14 @@ class SyncErrorsView(PluginViewMixin, ModelView):
 
     def capped_count(self, condition: sa.ColumnElement[bool] | None) -> int:
         """Matching errors, counting at most ``DYNAMICS_SYNC_COUNT_CAP + 1`` of them."""
-        inner = sa.select(sa.literal(1)).select_from(SyncError.__table__)
-        if condition is not None:
-            inner = inner.where(condition)
-        inner_sq = inner.limit(self.sync.settings.count_cap + 1).subquery()
-        return int(self.session.session.scalar(sa.select(sa.func.count()).select_from(inner_sq)) or 0)
+        return capped_count(self.session.session, condition, self.sync.settings.count_cap)
 
-    def matching_ids(self, condition: sa.ColumnElement[bool] | None) -> list[int]:
-        """Ids of the errors ``condition`` selects, at most ``DYNAMICS_SYNC_COUNT_CAP + 1`` of them."""
-        stmt = sa.select(SyncError.id).limit(self.sync.settings.count_cap + 1)
+    def matching_states(self, condition: sa.ColumnElement[bool] | None) -> list[tuple[int, str]]:
+        """Id and state of the errors ``condition`` selects, at most ``DYNAMICS_SYNC_COUNT_CAP + 1`` of them."""
+        stmt = sa.select(SyncError.id, SyncError.state).limit(self.sync.settings.count_cap + 1)
         if condition is not None:
             stmt = stmt.where(condition)
-        return list(self.session.session.scalars(stmt))
+        return [(row.id, row.state) for row in self.session.session.execute(stmt)]
 
     def count_label(self, count: int) -> str:
         """``1,234`` or, above the cap, ``10,000+``."""
@@ -511,21 +565,37 @@ class SyncErrorsView(PluginViewMixin, ModelView):
         execute: bool = True,
         page_size: int | None = None,
     ) -> tuple[int | None, t.Any]:
-        """One page of errors and their count: exact up to the cap, else ``None`` (simple pager)."""
-        condition = self.selection_condition(search, filters)
+        """One page of the current tab's errors and their count: exact up to the cap, else ``None`` (simple pager).
+
+        Also counts every tab (capped) for the tab bar.
+        """
+        tab = self.state_tab(request.args)
+        selection = self.selection_condition(search, filters)
+        condition = self.selection_condition(search, filters, tab)
         query = self.get_query()
         if condition is not None:
             query = query.filter(condition)
         cap = self.sync.settings.count_cap
+        counts: dict[StateTab, int] = {}
         if execute and search_condition(search) is not None:
             # A substring search reads every row it cannot rule out: collect the matching
-            # ids in that one pass, count them, and page through them by primary key.
-            ids = self.matching_ids(condition)
-            count = len(ids)
-            if count <= cap:
+            # ids and states in that one pass, count them, and page through them by primary key.
+            matches = self.matching_states(selection)
+            if len(matches) <= cap:
+                counts = tab_counts_of_states(state for _id, state in matches)
+                wanted = TAB_STATES[tab]
+                ids = [id for id, state in matches if wanted is None or state == wanted.value]
                 query = self.get_query().filter(SyncError.id.in_(ids))
+        if execute:
+            counts = tab_counts(self.session.session, selection, cap, known=counts)
+            count = counts[tab]
         else:
             count = self.capped_count(condition)
+        self._template_args["state_tabs"] = [
+            StateTabLink(each, str(TAB_LABELS[each]), self.count_label(counts.get(each, 0)), self.tab_url(each), each is tab)
+            for each in StateTab
+        ]
+        self._template_args["state_tab"] = tab.value
         self._template_args["count_label"] = self.count_label(count)
         self._template_args["match_count"] = count
         query = self._apply_pagination(self._ordered(query, sort_column, sort_desc), page, page_size)
@@ -534,11 +604,20 @@ class SyncErrorsView(PluginViewMixin, ModelView):
 
     # -- list -----------------------------------------------------------------------
 
+    def tab_url(self, tab: StateTab) -> str:
+        """The list on ``tab``, keeping the current search, filters, sort and page size."""
+        args = {k: v for k, v in request.args.items() if k not in ("page", STATE_ARG)}
+        if tab is not StateTab.OPEN:
+            args[STATE_ARG] = tab.value
+        return self.get_url(".index_view", **args)
+
     def filter_fields(self, filters: t.Sequence[Filter]) -> list[FilterField]:
         """The filter bar's inputs with the current values."""
         current = {index: value for index, _name, value in filters}
         fields = []
         for index, flt in enumerate(self._filters or ()):
+            if index == self._STATE_FILTER:
+                continue
             arg = f"flt{index}_{self.get_filter_arg(index, flt)}"
             value = current.get(index, "")
             if isinstance(flt, TimeFilter):
@@ -570,7 +649,10 @@ class SyncErrorsView(PluginViewMixin, ModelView):
             time_zone=str(i18n.get_timezone()),
             export_formats=list(export.available_formats()),
             # Only the list's own arguments: never url_for's (_external, _scheme...).
-            export_args={k: v for k, v in request.args.items() if k in ("search", "sort", "desc") or k.startswith("flt")},
+            export_args={
+                **{k: v for k, v in request.args.items() if k in ("search", "sort", "desc") or k.startswith("flt")},
+                STATE_ARG: self.state_tab(request.args).value,
+            },
             can_act=self.can_act(),
             error_actions=[(a.value, ACTION_LABELS[a]) for a in ErrorAction],
             ds_action_form=action_form_class()() if self.can_act() else None,
@@ -578,6 +660,42 @@ class SyncErrorsView(PluginViewMixin, ModelView):
             scope_all=SCOPE_ALL,
         )
         return super().index_view()
+
+    # -- groups ---------------------------------------------------------------------
+
+    def group_filter_args(self, group: ErrorGroup) -> dict[str, str]:
+        """The list arguments selecting exactly one group's open errors."""
+        filters = self._filters or []
+        return {
+            **self._get_filters([
+                (index, str(filters[index].name), value)
+                for index, value in (
+                    (self._OBJECT_FILTER, group.object_type),
+                    (self._DIRECTION_FILTER, group.direction.value),
+                    (self._CODE_FILTER, group.error_code),
+                )
+            ]),
+            STATE_ARG: StateTab.OPEN.value,
+        }
+
+    @expose("/groups/")
+    def groups_view(self) -> str:
+        """Open errors grouped by error code, object and direction: one row per cause to fix."""
+        with self.sync.engine.connect() as conn:
+            groups = open_error_groups(conn)
+        can_act = self.can_act()
+        return self.render(
+            "dynamics_sync/errors_groups.html",
+            groups=[(group, self.group_filter_args(group)) for group in groups],
+            object_label=lambda object_type: self.sync.settings.objects.get(object_type, object_type),
+            direction_labels=DIRECTION_LABELS,
+            preview=_message_preview,
+            can_act=can_act,
+            group_actions=[(a.value, label) for a, label in GROUP_ACTION_LABELS.items()],
+            ds_action_form=action_form_class()() if can_act else None,
+            scope_all=SCOPE_ALL,
+            return_url=self.get_url(".groups_view"),
+        )
 
     # -- details --------------------------------------------------------------------
 
@@ -630,7 +748,8 @@ class SyncErrorsView(PluginViewMixin, ModelView):
             abort(404, description=gettext("Unknown export format."))
         settings = self.sync.settings
         search, filters = self.selection_from(request.args)
-        condition = self.selection_condition(search, filters)
+        tab = self.state_tab(request.args, StateTab.ALL)
+        condition = self.selection_condition(search, filters, tab)
         sort = self._get_column_by_idx(request.args.get("sort", None, type=int))
         stmt = self._ordered(export.select_columns(), sort[0] if sort else None, bool(request.args.get("desc", 0, type=int)))
         if condition is not None:
@@ -641,7 +760,7 @@ class SyncErrorsView(PluginViewMixin, ModelView):
             if export.exceeds(self.sync.engine, condition, settings.export_max_rows):
                 truncated_at = settings.export_max_rows
         now = self.sync.now()
-        stem = self.export_filename(bool(search or filters), truncated_at, now)
+        stem = self.export_filename(bool(search or filters or tab is not StateTab.ALL), truncated_at, now)
         return export.export_response(
             export_format,
             self.sync.engine,
@@ -680,10 +799,11 @@ class SyncErrorsView(PluginViewMixin, ModelView):
                 where: sa.ColumnElement[bool] | None = by_ids(request.form.getlist("rowid"))
             except ValueError:
                 abort(400, description=gettext("Unknown action or selection."))
-            search, filters = None, []
+            search, filters, tab = None, [], StateTab.ALL
         else:
             search, filters = self.selection_from(request.form)
-            where = self.selection_condition(search, filters)
+            tab = self.state_tab(request.form, StateTab.ALL)
+            where = self.selection_condition(search, filters, tab)
         settings = self.sync.settings
         condition = applicable(action, where, object_types=settings.objects, up_to_id=form.up_to_id.data)
         return_url = self._return_url(form.url.data)
@@ -698,7 +818,7 @@ class SyncErrorsView(PluginViewMixin, ModelView):
                 count=count,
                 up_to_id=highest if scope == SCOPE_ALL else None,
                 rowids=request.form.getlist("rowid") if scope == SCOPE_SELECTED else [],
-                selection_args=self._selection_args(search, filters),
+                selection_args=self._selection_args(search, filters, tab),
                 form=action_form_class()(formdata=None),
                 return_url=return_url,
                 question=self.confirmation_question(action, count),
@@ -708,10 +828,11 @@ class SyncErrorsView(PluginViewMixin, ModelView):
         flash(self.outcome_message(action, outcome), "success" if outcome.errors else "info")
         return redirect(return_url)
 
-    def _selection_args(self, search: str | None, filters: t.Sequence[Filter]) -> dict[str, str]:
+    def _selection_args(self, search: str | None, filters: t.Sequence[Filter], tab: StateTab) -> dict[str, str]:
         args = self._get_filters(filters)
         if search:
             args["search"] = search
+        args[STATE_ARG] = tab.value
         return args
 
     @staticmethod
