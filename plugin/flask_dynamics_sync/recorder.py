@@ -118,22 +118,24 @@ def _fast_value(values: dict[str, str], given: object) -> str | None:
     return values.get(given) if isinstance(given, str) else None
 
 
+_E = t.TypeVar("_E", Operation, Direction)
+
+
+def _validate_choice(value: object, what: str, choices: dict[str, _E]) -> _E:
+    found = choices.get(_text(value, what))
+    if found is None:
+        raise ValueError(f"unknown {what} {value!r}; expected one of: {', '.join(choices)}")
+    return found
+
+
 def validate_operation(operation: object) -> Operation:
     """Return ``operation`` as an :class:`Operation`."""
-    found = _OPERATIONS.get(_text(operation, "operation"))
-    if found is None:
-        allowed = ", ".join(_OPERATIONS)
-        raise ValueError(f"unknown operation {operation!r}; expected one of: {allowed}")
-    return found
+    return _validate_choice(operation, "operation", _OPERATIONS)
 
 
 def validate_direction(direction: object) -> Direction:
     """Return ``direction`` as a :class:`Direction`."""
-    found = _DIRECTIONS.get(_text(direction, "direction"))
-    if found is None:
-        allowed = ", ".join(_DIRECTIONS)
-        raise ValueError(f"unknown direction {direction!r}; expected one of: {allowed}")
-    return found
+    return _validate_choice(direction, "direction", _DIRECTIONS)
 
 
 def validate_label(label: object) -> str | None:

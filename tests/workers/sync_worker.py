@@ -23,7 +23,7 @@ from flask_sqlalchemy import SQLAlchemy
 
 from flask_dynamics_sync import Change
 from flask_dynamics_sync import DynamicsSync
-from flask_dynamics_sync.recorder import _is_deadlock as is_deadlock
+from flask_dynamics_sync.database import is_deadlock
 
 OBJECTS = ("Lead", "Contact", "Account", "Opportunity")
 DEADLOCK_ATTEMPTS = 5
