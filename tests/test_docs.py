@@ -1,5 +1,6 @@
-"""The README stays true: every config key with its real default, the two Quickstart commands,
-CI running the test command verbatim, and an embedding example that runs."""
+"""The README and the reference pages in docs/ stay true: every config key with its real default,
+the two Quickstart commands, CI running the test command verbatim, an embedding example that runs,
+and links that lead somewhere."""
 
 from __future__ import annotations
 
@@ -18,6 +19,15 @@ CONFIG_ROW = re.compile(r"^\| `(DYNAMICS_SYNC_[A-Z0-9_]+)` \| `(.*?)` \|", re.MU
 CONFIG_KEY = re.compile(r"\bDYNAMICS_SYNC_[A-Z0-9_]+")
 
 
+DOCS = ROOT / "docs"
+LINK = re.compile(r"\[[^\]]+\]\(([^)\s]+)\)")
+
+
+def page(name: str) -> str:
+    """A reference page of ``docs/``."""
+    return (DOCS / name).read_text(encoding="utf-8")
+
+
 def section(heading: str) -> str:
     """The README text under ``## <heading>``, up to the next ``## `` heading."""
     marker = re.search(rf"^## {re.escape(heading)}\n", README, re.MULTILINE)
@@ -32,7 +42,7 @@ def code_blocks(text: str, language: str) -> list[str]:
 
 
 def documented_defaults() -> dict[str, str]:
-    return dict(CONFIG_ROW.findall(section("Configuration")))
+    return dict(CONFIG_ROW.findall(page("configuration.md")))
 
 
 def quickstart_commands() -> list[str]:
@@ -64,6 +74,40 @@ def test_every_config_key_the_package_mentions_is_declared():
 
     # A trailing underscore is a family in prose ("DYNAMICS_SYNC_SMTP_*"), not a key.
     assert sorted(key for key in mentioned if not key.endswith("_") and key not in DEFAULTS) == []
+
+
+# -- the front door and the reference pages ---------------------------------------------------
+
+
+def test_the_readme_is_a_front_door():
+    assert len(README.splitlines()) <= 300
+
+
+def test_every_reference_page_is_linked_from_the_readme():
+    linked = {target.removeprefix("docs/") for target in LINK.findall(section("Reference"))}
+
+    assert sorted(path.name for path in DOCS.glob("*.md") if path.name not in linked) == []
+
+
+def anchors(markdown: str) -> set[str]:
+    """GitHub's anchors of a Markdown text's headings (outside code blocks)."""
+    prose = re.sub(r"^```.*?^```", "", markdown, flags=re.MULTILINE | re.DOTALL)
+    headings = re.findall(r"^#{1,6} (.+)$", prose, re.MULTILINE)
+    return {re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-") for heading in headings}
+
+
+@pytest.mark.parametrize("document", ["README.md", *sorted(f"docs/{path.name}" for path in DOCS.glob("*.md"))])
+def test_every_local_link_leads_to_a_file_and_heading_that_exist(document):
+    source = ROOT / document
+    broken = []
+    for target in LINK.findall(source.read_text(encoding="utf-8")):
+        if re.match(r"^[a-z]+:", target):
+            continue
+        path, _, fragment = target.partition("#")
+        resolved = (source.parent / path).resolve() if path else source
+        if not resolved.exists() or (fragment and fragment not in anchors(resolved.read_text(encoding="utf-8"))):
+            broken.append(target)
+    assert broken == []
 
 
 # -- Quickstart and CI ------------------------------------------------------------------
