@@ -11,10 +11,12 @@ import email
 import email.policy
 import json
 import re
+import socket
 import ssl
 import subprocess
 import sys
 import threading
+import time
 import typing as t
 from collections.abc import Iterator
 from pathlib import Path
@@ -70,6 +72,14 @@ def seconds() -> Seconds:
 def dv(seconds: Seconds) -> Iterator[LocalDataverse]:
     with LocalDataverse(TABLES, token_lifetime=3600, clock=seconds) as dataverse:
         yield dataverse
+
+
+def wait_until(condition: t.Callable[[], bool], timeout: float = 5.0) -> None:
+    """Poll for something the server does on its own threads."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "the server did not get there in time"
+        threading.Event().wait(0.005)
 
 
 def token_for(dv: LocalDataverse) -> str:
@@ -672,8 +682,7 @@ def test_more_concurrent_requests_than_allowed_answer_429_at_once(dv: LocalDatav
     held = dv.faults.add(Fault("timeout", entity_set="accounts", hold_seconds=0.5))
     slow = threading.Thread(target=api.get, args=("accounts",))
     slow.start()
-    while not held.fired:
-        threading.Event().wait(0.005)
+    wait_until(lambda: held.fired == 1)
     response = api.get("contacts")
     slow.join()
     assert response.status_code == 429
@@ -779,8 +788,7 @@ def test_a_timeout_outlasts_the_client_and_then_commits_or_not(
     fault = dv.faults.add(Fault("timeout", hold_seconds=0.4, process=process))
     with pytest.raises(httpx.ReadTimeout):
         api.patch("contacts(acme_hostid='H-1')", json={"firstname": "Ada"}, timeout=0.1)
-    while len(dv.request_log) < 2:  # the token request, then the held one once the server is done with it
-        threading.Event().wait(0.01)
+    wait_until(lambda: len(dv.request_log) == 2)  # the token request, then the held one once the server is done
     assert fault.fired == 1
     assert len(dv.rows("contacts")) == rows
 
@@ -795,8 +803,7 @@ def test_a_held_batch_outlasts_the_client_and_then_commits(dv: LocalDataverse, a
             headers={"Content-Type": "multipart/mixed; boundary=b"},
             timeout=0.1,
         )
-    while len(dv.request_log) < 2:
-        threading.Event().wait(0.01)
+    wait_until(lambda: len(dv.request_log) == 2)
     assert [row["acme_hostid"] for row in dv.rows("contacts")] == ["H-1"]
 
 
@@ -888,6 +895,48 @@ def test_a_delta_token_older_than_the_retention_answers_an_error(
 
 def test_a_table_without_change_tracking_refuses_track_changes(api: httpx.Client) -> None:
     assert api.get("accounts", headers={"Prefer": "odata.track-changes"}).status_code == 400
+
+
+# -- robustness -------------------------------------------------------------------------------
+
+
+def test_concurrent_upserts_of_the_same_keys_make_one_row_per_key(dv: LocalDataverse, api: httpx.Client) -> None:
+    def send_all(worker: int) -> None:
+        for number in range(10):
+            api.patch(f"contacts(acme_hostid='H-{number}')", json={"lastname": f"worker {worker}"})
+
+    threads = [threading.Thread(target=send_all, args=(worker,)) for worker in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(row["acme_hostid"] for row in dv.rows("contacts")) == [f"H-{n}" for n in range(10)]
+    assert all(row["versionnumber"] <= 60 for row in dv.rows("contacts"))
+
+
+def test_a_client_that_vanishes_mid_request_frees_its_concurrency_slot(dv: LocalDataverse, api: httpx.Client) -> None:
+    dv.set_limits(max_concurrent=1)
+    with (
+        socket.create_connection(("127.0.0.1", dv.port)) as raw,
+        dv.ssl_context().wrap_socket(raw, server_hostname="127.0.0.1") as tls,
+    ):
+        tls.sendall(
+            b"PATCH /api/data/v9.2/contacts(acme_hostid='H-1') HTTP/1.1\r\nHost: x\r\n"
+            + f"Authorization: {api.headers['Authorization']}\r\n".encode()
+            + b'Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{"firstname"'
+        )
+    wait_until(lambda: len(dv.request_log) == 2)  # the token request, then the cut one
+    assert dv.request_log[-1][3:] == (None, "client_disconnected")
+    assert api.patch("contacts(acme_hostid='H-2')", json={}).status_code == 204
+    assert [row["acme_hostid"] for row in dv.rows("contacts")] == ["H-2"]
+
+
+def test_a_client_speaking_plain_http_to_the_tls_port_does_not_stop_the_server(
+    dv: LocalDataverse, api: httpx.Client
+) -> None:
+    with pytest.raises(httpx.HTTPError):
+        httpx.get(f"http://127.0.0.1:{dv.port}/api/data/v9.2/contacts", timeout=2)
+    assert api.get("contacts").status_code == 200
 
 
 # -- running it -------------------------------------------------------------------------------

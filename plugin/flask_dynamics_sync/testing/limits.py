@@ -64,7 +64,7 @@ class ServiceProtection:
         with self._lock:
             return dataclasses.replace(self._limits)
 
-    def set_limits(self, **changes: float) -> None:
+    def set_limits(self, **changes: t.Any) -> None:
         """Change limits at run time, e.g. ``set_limits(request_limit=100, window_seconds=10)``."""
         with self._lock:
             self._limits = dataclasses.replace(self._limits, **changes)

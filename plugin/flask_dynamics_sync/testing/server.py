@@ -23,6 +23,7 @@ from collections.abc import Iterable
 from collections.abc import Iterator
 
 import requests
+from werkzeug.exceptions import ClientDisconnected
 from werkzeug.serving import BaseWSGIServer
 from werkzeug.serving import WSGIRequestHandler
 from werkzeug.serving import make_server
@@ -282,7 +283,7 @@ class LocalDataverse:
         """Every token issued so far answers 401 from now on."""
         self.issuer.revoke_all()
 
-    def set_limits(self, **changes: float) -> None:
+    def set_limits(self, **changes: t.Any) -> None:
         """Change service protection limits while running (``request_limit``, ``window_seconds``, …)."""
         self.protection.set_limits(**changes)
 
@@ -290,10 +291,13 @@ class LocalDataverse:
 
     def _wsgi(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         request = Request(environ)
-        path = request.path
-        if path.startswith(API_PATH):
-            return self._web_api(request, environ, start_response)
-        return self._answer(request, self._token_side(request), start_response)
+        try:
+            if request.path.startswith(API_PATH):
+                return self._web_api(request, environ, start_response)
+            return self._answer(request, self._token_side(request), start_response)
+        except ClientDisconnected:  # the body stopped short: nobody is left to answer
+            self._record(request, None, "client_disconnected")
+            return _drop(environ, start_response)
 
     def _token_side(self, request: Request) -> Reply:
         discovery = re.fullmatch(r"/([^/]+)/v2\.0/\.well-known/openid-configuration", request.path)
