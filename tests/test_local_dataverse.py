@@ -37,7 +37,7 @@ TABLES = [
         primary_key="contactid",
         alternate_keys={"acme_contact_hostid": ("acme_hostid",)},
         change_tracking=True,
-        columns=frozenset({"firstname", "lastname", "acme_hostid"}),
+        columns=frozenset({"firstname", "lastname", "acme_hostid", "parentcustomerid_account"}),
     ),
     Table(
         entity_set="accounts",
@@ -250,7 +250,7 @@ def test_if_match_star_does_not_create_a_missing_row(dv: LocalDataverse, api: ht
     assert response.status_code == 404
     assert response.json() == {
         "error": {
-            "code": "0x80040217",
+            "code": "0x80060891",
             "message": "A record with the specified key values does not exist in contact entity",
         }
     }
@@ -309,14 +309,50 @@ def test_a_second_row_with_the_same_alternate_key_is_refused(dv: LocalDataverse,
     assert len(dv.rows("contacts")) == 1
 
 
+# The next three follow webapi/web-api-client-errors.md.
+
+
 def test_an_unknown_column_is_refused_with_400(dv: LocalDataverse, api: httpx.Client) -> None:
     response = api.post("contacts", json={"firstname": "Ada", "nickname": "A"})
     assert response.status_code == 400
     assert response.json()["error"] == {
-        "code": "0x80060891",
-        "message": "Invalid property 'nickname' was found in entity 'Microsoft.Dynamics.CRM.contact'.",
+        "code": "0x0",
+        "message": "An error occurred while validating input parameters: Microsoft.Crm.CrmException: Invalid property "
+        "'nickname' was found in entity 'Microsoft.Dynamics.CRM.contact'. ---> Microsoft.OData.ODataException: "
+        "Does not support untyped value in non-open type.",
     }
     assert dv.rows("contacts") == []
+
+
+def test_binding_an_undeclared_navigation_property_is_refused_with_400(api: httpx.Client) -> None:
+    response = api.post(
+        "contacts", json={"parentcustomerid@odata.bind": "accounts(00000000-0000-0000-0000-000000000001)"}
+    )
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "0x80048d19"
+    assert response.json()["error"]["message"].startswith(
+        "Error identified in Payload provided by the user for Entity :'contacts'  ---->  InnerException : "
+        "Microsoft.OData.ODataException: An undeclared property 'parentcustomerid' which only has property "
+        "annotations in the payload but no property value was found in the payload."
+    )
+
+
+def test_selecting_an_unknown_column_is_refused_with_400(api: httpx.Client) -> None:
+    response = api.get("contacts", params={"$select": "Name"})
+    assert response.status_code == 400
+    assert response.json()["error"] == {
+        "code": "0x0",
+        "message": "Could not find a property named 'Name' on type 'Microsoft.Dynamics.CRM.contact'.",
+    }
+
+
+def test_who_am_i_is_a_function_answered_on_get_only(dv: LocalDataverse, api: httpx.Client) -> None:
+    response = api.post("WhoAmI")
+    assert response.status_code == 404
+    assert response.json()["error"] == {
+        "code": "",
+        "message": f"No HTTP resource was found that matches the request URI '{dv.api_url}WhoAmI'.",
+    }
 
 
 def test_a_body_that_is_not_a_json_object_is_refused_with_400(api: httpx.Client) -> None:
@@ -491,7 +527,7 @@ def test_a_failing_change_set_rolls_back_and_answers_with_the_failure(dv: LocalD
     [failure] = answers(response)
     assert response.status_code == 400
     assert (failure.content_id, failure.status) == ("2", 400)
-    assert json.loads(failure.body)["error"]["code"] == "0x80060891"
+    assert json.loads(failure.body)["error"]["code"] == "0x0"
     assert dv.rows("contacts") == []
 
 
@@ -553,12 +589,30 @@ def test_a_batch_that_is_not_multipart_is_refused(api: httpx.Client) -> None:
     )
 
 
-def test_batch_parts_with_bare_lf_line_ends_are_read(dv: LocalDataverse, api: httpx.Client) -> None:
-    body = (
-        "--batch_AAA123\nContent-Type: application/http\nContent-Transfer-Encoding: binary\n\n"
-        'POST contacts HTTP/1.1\nContent-Type: application/json\n\n{"firstname": "Ada"}\n--batch_AAA123--\n'
+LF_BATCH = (
+    "--batch_AAA123\nContent-Type: application/http\nContent-Transfer-Encoding: binary\n\n"
+    'POST contacts HTTP/1.1\nContent-Type: application/json\n\n{"firstname": "Ada"}\n--batch_AAA123--'
+)
+
+
+def test_a_batch_whose_last_line_has_no_crlf_cannot_read_its_payloads(dv: LocalDataverse, api: httpx.Client) -> None:
+    """webapi/web-api-client-errors.md: "Stream was not readable"."""
+    response = api.post(
+        "$batch", content=LF_BATCH + "\n", headers={"Content-Type": "multipart/mixed; boundary=batch_AAA123"}
     )
-    response = api.post("$batch", content=body, headers={"Content-Type": "multipart/mixed; boundary=batch_AAA123"})
+    [failure] = answers(response)
+    assert (response.status_code, failure.status) == (400, 400)
+    assert json.loads(failure.body)["error"]["message"].endswith(
+        "InnerException : System.ArgumentException: Stream was not readable."
+    )
+    assert dv.rows("contacts") == []
+
+
+def test_a_batch_with_bare_line_feeds_is_read_when_it_ends_with_two(dv: LocalDataverse, api: httpx.Client) -> None:
+    """The workaround web-api-client-errors.md gives for clients that cannot send CRLF."""
+    response = api.post(
+        "$batch", content=LF_BATCH + "\n\n", headers={"Content-Type": "multipart/mixed; boundary=batch_AAA123"}
+    )
     assert [answer.status for answer in answers(response)] == [204]
     assert dv.rows("contacts")[0]["firstname"] == "Ada"
 

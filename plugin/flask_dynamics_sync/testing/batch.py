@@ -19,6 +19,9 @@ Follows powerapps-docs webapi/execute-batch-operations-using-web-api.md (and ODa
 The parser is small and strict on purpose (the stdlib ``email`` parser rewrites line ends and
 does not read HTTP messages): delimiter lines are found on CRLF or LF line ends, the line end
 before a delimiter belongs to it (RFC 2046 §5.1.1), and a missing closing delimiter is an error.
+Like the service (webapi/web-api-client-errors.md), a body whose last line does not end with
+CRLF (or with two bare line ends) makes every request payload in it fail with "Stream was not
+readable".
 """
 
 from __future__ import annotations
@@ -237,6 +240,8 @@ class BatchRunner:
         path, _, query = target.partition("?")
         if path == "$batch":
             return error_reply(errors.bad_request("A batch cannot contain another batch."))
+        if body.strip() and not outer.body.endswith((CRLF, b"\n\n")):
+            return error_reply(_stream_not_readable(path))
         return self._api.execute(
             Operation(
                 method=request.method,
@@ -259,6 +264,18 @@ class BatchRunner:
                 )
             path = path[len(self._api_path) :]
         return path + (f"?{parsed.query}" if parsed.query else "")
+
+
+def _stream_not_readable(path: str) -> errors.DataverseError:
+    """What Dataverse answers for each payload of a batch whose last line has no CRLF
+    (webapi/web-api-client-errors.md: "Stream was not readable"; two bare line ends also do)."""
+    entity_set = path.split("(", 1)[0].split("/", 1)[0]
+    return errors.bad_request(
+        f"Error identified in Payload provided by the user for Entity :'{entity_set}', For more information on this "
+        "error please follow this help link https://go.microsoft.com/fwlink/?linkid=2195293 ---->  "
+        "InnerException : System.ArgumentException: Stream was not readable.",
+        errors.PAYLOAD_ERROR,
+    )
 
 
 def _substitute_url(target: str, references: dict[str, str]) -> str:

@@ -15,10 +15,11 @@ DUPLICATE_DETECTED = (
 )
 DUPLICATE_KEY = "0x80040237"  # DuplicateRecord: a row with the same key values exists, 412
 VERSION_MISMATCH = "0x80060882"  # ConcurrencyVersionMismatch, 412 (optimistic-concurrency.md)
-INVALID_PROPERTY = "0x80060891"  # an unknown column in the payload, 400
+KEY_NOT_FOUND = "0x80060891"  # RecordNotFoundByEntityKey: no row has these alternate key values, 404
+ODATA_INPUT = "0x0"  # an unknown property in a payload or $select, 400 (webapi/web-api-client-errors.md)
 INVALID_ARGUMENT = "0x80040203"  # malformed request, 400
-PAYLOAD_ERROR = "0x80048d19"  # a body that is not the JSON object expected, 400
-RESOURCE_NOT_FOUND = "0x8006088a"  # an unknown segment in the URL (entity set, bound action), 404
+PAYLOAD_ERROR = "0x80048d19"  # a payload that cannot be read, 400 (webapi/web-api-client-errors.md)
+RESOURCE_NOT_FOUND = "0x8006088a"  # an unknown entity set or action, 404 (webapi/web-api-client-errors.md)
 UNEXPECTED = "0x80040216"  # generic server error, 500
 TOO_MANY_REQUESTS = "0x80072322"  # api-limits.md: number of requests
 EXECUTION_TIME = "0x80072321"  # api-limits.md: combined execution time

@@ -12,6 +12,7 @@ import re
 import typing as t
 
 from . import errors
+from .store import SYSTEM_COLUMNS
 from .store import Row
 from .store import etag
 from .tables import Table
@@ -129,9 +130,24 @@ def guid(text: str) -> str:
     return text.lower()
 
 
-def representation(table: Table, row: Row, select: str | None) -> Row:
-    """A row as the Web API returns it: ``@odata.etag`` first, ``$select`` honoured (the key always)."""
-    columns = [name.strip() for name in select.split(",")] if select else None
+def selected_columns(table: Table, select: str | None) -> list[str] | None:
+    """The ``$select`` list; with ``Table.columns`` an unknown name is the documented 400
+    (webapi/web-api-client-errors.md: "Could not find a property named …")."""
+    if not select:
+        return None
+    names = [name.strip() for name in select.split(",") if name.strip()]
+    if table.columns is not None:
+        known = table.columns | {table.primary_key, *SYSTEM_COLUMNS} | table.key_columns
+        for name in names:
+            if name not in known:
+                raise errors.bad_request(
+                    f"Could not find a property named '{name}' on type '{table.odata_type}'.", errors.ODATA_INPUT
+                )
+    return names
+
+
+def representation(table: Table, row: Row, columns: list[str] | None) -> Row:
+    """A row as the Web API returns it: ``@odata.etag`` first, only the selected columns (and the key)."""
     shown = {
         name: value for name, value in row.items() if columns is None or name in columns or name == table.primary_key
     }

@@ -25,6 +25,7 @@ from collections.abc import Callable
 from . import errors
 from .odata import parse_key
 from .odata import representation
+from .odata import selected_columns
 from .store import Row
 from .store import Store
 from .tables import Table
@@ -56,6 +57,7 @@ class CollectionReader:
         page_size = _page_size(preferences)
         applied = [f"odata.maxpagesize={page_size}"] if "odata.maxpagesize" in preferences else []
         select = query.get("$select")
+        selected = selected_columns(table, select)
         columns = f"({select})" if select else ""
         if tracking:
             if not table.change_tracking:
@@ -91,7 +93,7 @@ class CollectionReader:
         page = entries[offset : offset + page_size]
         body: dict[str, t.Any] = {
             "@odata.context": context,
-            "value": [entry if "reason" in entry else representation(table, entry, select) for entry in page],
+            "value": [entry if "reason" in entry else representation(table, entry, selected) for entry in page],
         }
         base = {name: value for name, value in query.items() if name not in ("$skiptoken", "$deltatoken")}
         if offset + page_size < len(entries):

@@ -14,7 +14,9 @@ class Table:
     ``bulk_messages`` enables ``CreateMultiple``/``UpdateMultiple``/``UpsertMultiple``
     (bulk-operations.md: not every table supports them). ``change_tracking`` allows
     ``Prefer: odata.track-changes`` reads. ``columns``, when given, is the full set of
-    writable columns: any other property in a payload is refused with 400, as Dataverse does.
+    writable columns and single-valued navigation properties (``parentcustomerid_account``):
+    anything else in a payload, an ``@odata.bind`` or a ``$select`` is refused with 400, as
+    Dataverse does (webapi/web-api-client-errors.md).
     """
 
     entity_set: str
@@ -34,6 +36,11 @@ class Table:
     def odata_type(self) -> str:
         """The ``@odata.type`` bulk messages require on every target."""
         return f"Microsoft.Dynamics.CRM.{self.logical_name}"
+
+    @property
+    def key_columns(self) -> frozenset[str]:
+        """Every column that is part of an alternate key."""
+        return frozenset(column for columns in self.alternate_keys.values() for column in columns)
 
     def key_for_columns(self, columns: set[str]) -> str | None:
         """The alternate key made of exactly these columns, if the table has one."""

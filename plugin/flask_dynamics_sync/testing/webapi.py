@@ -31,6 +31,7 @@ from .odata import Resource
 from .odata import guid
 from .odata import parse_resource
 from .odata import representation
+from .odata import selected_columns
 from .queries import CollectionReader
 from .store import SYSTEM_COLUMNS
 from .store import Row
@@ -96,7 +97,11 @@ class WebApi:
     # -- routing ---------------------------------------------------------------------------
 
     def _dispatch(self, op: Operation) -> Reply:
-        if op.path == "WhoAmI" and op.method == "GET":
+        if op.path == "WhoAmI":
+            if op.method != "GET":  # a function: GET only (webapi/web-api-client-errors.md)
+                raise errors.DataverseError(
+                    404, "", f"No HTTP resource was found that matches the request URI '{self.service_root}WhoAmI'."
+                )
             return self._who_am_i(op)
         resource = parse_resource(op.path)
         table = self.store.table(resource.entity_set)
@@ -187,7 +192,7 @@ class WebApi:
                 return Reply(304, odata_headers())
             body = {
                 "@odata.context": f"{self.service_root}$metadata#{table.entity_set}/$entity",
-                **representation(table, row, op.query.get("$select")),
+                **representation(table, row, selected_columns(table, op.query.get("$select"))),
             }
             return json_reply(200, body, [("ETag", etag(row))])
 
@@ -294,7 +299,7 @@ class WebApi:
         if op.preferences.get("return") == "representation":
             body = {
                 "@odata.context": f"{self.service_root}$metadata#{table.entity_set}/$entity",
-                **representation(table, row, op.query.get("$select")),
+                **representation(table, row, selected_columns(table, op.query.get("$select"))),
             }
             headers += [("Preference-Applied", "return=representation"), ("ETag", etag(row))]
             reply = json_reply(201 if created else 200, body, headers)
@@ -337,17 +342,32 @@ class WebApi:
             for name, value in body.items()
             if name not in SYSTEM_COLUMNS and ("@" not in name or name.endswith("@odata.bind"))
         }
-        self._check_columns(table, [name for name in values if "@" not in name])
+        self._check_columns(table, values)
         return values
 
     def _check_columns(self, table: Table, names: t.Iterable[str]) -> None:
+        """With ``Table.columns``, unknown columns and navigation properties are refused as Dataverse
+        refuses them (webapi/web-api-client-errors.md)."""
         if table.columns is None:
             return
-        allowed = table.columns | {table.primary_key} | {c for cols in table.alternate_keys.values() for c in cols}
+        allowed = table.columns | {table.primary_key} | table.key_columns
         for name in names:
-            if name not in allowed:
+            navigation = name.removesuffix("@odata.bind")
+            if navigation != name and navigation not in allowed:
                 raise errors.bad_request(
-                    f"Invalid property '{name}' was found in entity '{table.odata_type}'.", errors.INVALID_PROPERTY
+                    f"Error identified in Payload provided by the user for Entity :'{table.entity_set}'  ---->  "
+                    f"InnerException : Microsoft.OData.ODataException: An undeclared property '{navigation}' which "
+                    "only has property annotations in the payload but no property value was found in the payload. "
+                    "In OData, only declared navigation properties and declared named streams can be represented "
+                    "as properties without values.",
+                    errors.PAYLOAD_ERROR,
+                )
+            if navigation == name and name not in allowed:
+                raise errors.bad_request(
+                    "An error occurred while validating input parameters: Microsoft.Crm.CrmException: Invalid "
+                    f"property '{name}' was found in entity '{table.odata_type}'. ---> "
+                    "Microsoft.OData.ODataException: Does not support untyped value in non-open type.",
+                    errors.ODATA_INPUT,
                 )
 
     def _resolve_binds(self, table: Table, values: Row) -> Row:
@@ -438,12 +458,15 @@ def error_reply(error: errors.DataverseError, annotations: str = "") -> Reply:
 
 
 def not_found(table: Table, resource: Resource) -> errors.DataverseError:
+    """404: ``0x80040217`` for an id, ``0x80060891`` for alternate key values."""
     if isinstance(resource.key, dict) and set(resource.key) != {table.primary_key}:
-        message = f"A record with the specified key values does not exist in {table.logical_name} entity"
-    else:
-        record = resource.key if isinstance(resource.key, str) else (resource.key or {}).get(table.primary_key, "")
-        message = f"{table.logical_name} With Id = {record} Does Not Exist"
-    return errors.DataverseError(404, errors.NOT_FOUND, message)
+        return errors.DataverseError(
+            404,
+            errors.KEY_NOT_FOUND,
+            f"A record with the specified key values does not exist in {table.logical_name} entity",
+        )
+    record = resource.key if isinstance(resource.key, str) else (resource.key or {}).get(table.primary_key, "")
+    return errors.DataverseError(404, errors.NOT_FOUND, f"{table.logical_name} With Id = {record} Does Not Exist")
 
 
 def version_mismatch() -> errors.DataverseError:
