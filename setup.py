@@ -114,11 +114,13 @@ setup(
         "alembic>=1.12",
         "blinker>=1.6",
         "WTForms>=3.0",
-        # Dataverse tokens (OAuth2 client credentials); the local Dataverse's TLS certificate and
-        # its MSAL-ready requests session use msal's own dependencies directly.
+        # Dataverse tokens (OAuth2 client credentials); the local Dataverse's certificates, its
+        # MSAL-ready requests session and its check of certificate assertions use msal's own
+        # dependencies directly.
         "msal>=1.28",
         "requests>=2.25",
         "cryptography>=3.4",
+        "PyJWT>=2.0",
         # zoneinfo has no time zone database of its own on Windows.
         'tzdata>=2023.3; sys_platform == "win32"',
     ],

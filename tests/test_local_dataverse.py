@@ -26,9 +26,11 @@ import msal
 import pytest
 
 from flask_dynamics_sync.testing import ALWAYS
+from flask_dynamics_sync.testing import ClientCertificate
 from flask_dynamics_sync.testing import Fault
 from flask_dynamics_sync.testing import LocalDataverse
 from flask_dynamics_sync.testing import Table
+from flask_dynamics_sync.testing import make_client_certificate
 
 TABLES = [
     Table(
@@ -145,6 +147,29 @@ def test_msal_reports_invalid_client_for_a_wrong_secret(dv: LocalDataverse) -> N
     assert result["error_codes"] == [7000215]
     assert result["error_description"].startswith("AADSTS7000215: Invalid client secret provided.")
     assert dv.request_log[-1][3:] == (401, "invalid_client")
+
+
+def test_msal_gets_a_token_with_a_registered_certificate_and_not_with_another(seconds: Seconds) -> None:
+    registered, other = make_client_certificate(), make_client_certificate()
+    with LocalDataverse(TABLES, client_certificate=registered.certificate_pem, clock=seconds) as dv:
+
+        def token_with(credential: ClientCertificate) -> dict[str, t.Any]:
+            app = msal.ConfidentialClientApplication(
+                dv.client_id,
+                client_credential={
+                    "private_key": credential.private_key_pem,
+                    "public_certificate": credential.certificate_pem,
+                },
+                authority=dv.authority,
+                instance_discovery=False,
+                http_client=dv.requests_session(),
+            )
+            return app.acquire_token_for_client(scopes=[dv.scope])
+
+        accepted, refused = token_with(registered), token_with(other)
+    assert accepted["token_type"] == "Bearer"
+    assert refused["error"] == "invalid_client"
+    assert refused["error_codes"] == [700027]
 
 
 def test_token_endpoint_refuses_an_unknown_client_and_a_foreign_scope(dv: LocalDataverse) -> None:

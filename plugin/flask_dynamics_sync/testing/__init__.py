@@ -16,6 +16,8 @@ It knows nothing of the rest of the plugin; it fakes Microsoft's service, not ou
 See docs/local-dataverse.md for what it simulates and what it does not.
 """
 
+from .certificate import ClientCertificate
+from .certificate import make_client_certificate
 from .errors import DataverseError
 from .faults import ALWAYS
 from .faults import Fault
@@ -31,6 +33,7 @@ __all__ = [
     "ALWAYS",
     "API_PATH",
     "HOST_ID_COLUMN",
+    "ClientCertificate",
     "DataverseError",
     "Fault",
     "Limits",
@@ -38,4 +41,5 @@ __all__ = [
     "LoggedRequest",
     "Table",
     "demo_tables",
+    "make_client_certificate",
 ]

@@ -5,7 +5,9 @@ It serves what MSAL for Python reads (msal/authority.py): the OpenID configurati
 ``{authority}/oauth2/v2.0/token`` (powerapps-docs authenticate-oauth.md: client credentials,
 scope ``{environment url}/.default``). Errors use Entra ID's bodies
 (``error``, ``error_description`` with the AADSTS code, ``error_codes``): a wrong secret is
-401 ``invalid_client``. Access tokens are opaque, bound to the client, and expire after
+401 ``invalid_client``. The application may also prove itself with a certificate: a JWT
+assertion (RFC 7523) signed with its private key, checked against the registered certificate,
+its audience (the token endpoint), issuer and subject (the client id) and its expiry. Access tokens are opaque, bound to the client, and expire after
 ``token_lifetime`` seconds; the Web API answers 401 without one, with an unknown, revoked or
 expired one.
 """
@@ -21,9 +23,14 @@ import urllib.parse
 import uuid
 from collections.abc import Callable
 
+import jwt
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import rsa
+
 from . import errors
 
 RESERVED_SCOPES = frozenset({"openid", "profile", "offline_access"})
+JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 
 
 class TokenError(Exception):
@@ -59,10 +66,17 @@ class TokenIssuer:
         client_secret: str,
         token_lifetime: float,
         clock: Callable[[], float],
+        client_certificate: str | None = None,
     ) -> None:
         self.tenant = tenant
         self.client_id = client_id
         self._client_secret = client_secret
+        self._certificate_key: rsa.RSAPublicKey | None = None
+        if client_certificate:
+            key = x509.load_pem_x509_certificate(client_certificate.encode()).public_key()
+            if not isinstance(key, rsa.RSAPublicKey):
+                raise ValueError("the client certificate must hold an RSA key: MSAL signs with PS256 or RS256")
+            self._certificate_key = key
         self.token_lifetime = token_lifetime
         self._clock = clock
         self._tokens: dict[str, tuple[str, float]] = {}
@@ -90,8 +104,8 @@ class TokenIssuer:
                 "signing into the correct cloud.",
             )
 
-    def issue(self, form: dict[str, str], authorization: str, resource: str) -> dict[str, object]:
-        """Answer a client-credentials token request (form fields, ``Authorization`` header)."""
+    def issue(self, form: dict[str, str], authorization: str, resource: str, endpoint: str) -> dict[str, object]:
+        """Answer a client-credentials token request (form fields, ``Authorization`` header) sent to ``endpoint``."""
         client_id, secret = form.get("client_id", ""), form.get("client_secret", "")
         if authorization.lower().startswith("basic "):
             try:
@@ -115,7 +129,9 @@ class TokenIssuer:
                 700016,
                 f"Application with identifier '{client_id}' was not found in the directory '{self.tenant}'.",
             )
-        if not hmac.compare_digest(secret.encode(), self._client_secret.encode()):
+        if form.get("client_assertion_type") == JWT_BEARER:
+            self._check_assertion(form.get("client_assertion", ""), client_id, endpoint)
+        elif not hmac.compare_digest(secret.encode(), self._client_secret.encode()):
             raise TokenError(
                 401,
                 "invalid_client",
@@ -138,6 +154,29 @@ class TokenIssuer:
             self._tokens[token] = (client_id, self._clock() + self.token_lifetime)
         lifetime = int(self.token_lifetime)
         return {"token_type": "Bearer", "expires_in": lifetime, "ext_expires_in": lifetime, "access_token": token}
+
+    def _check_assertion(self, assertion: str, client_id: str, endpoint: str) -> None:
+        if self._certificate_key is None:
+            raise TokenError(
+                401,
+                "invalid_client",
+                700027,
+                f"Client assertion failed signature validation: no certificate is registered for app '{client_id}'.",
+            )
+        try:
+            claims = jwt.decode(
+                assertion,
+                self._certificate_key,
+                algorithms=["PS256", "RS256"],
+                audience=endpoint,
+                options={"require": ["aud", "iss", "sub", "exp"]},
+            )
+        except jwt.InvalidTokenError as error:
+            raise TokenError(401, "invalid_client", 700027, f"Client assertion failed validation: {error}.") from None
+        if claims["iss"] != client_id or claims["sub"] != client_id:
+            raise TokenError(
+                401, "invalid_client", 700021, "Client assertion application identifier doesn't match 'client_id'."
+            )
 
     def client_for(self, authorization: str, authority: str, resource: str) -> str:
         """The client a ``Bearer`` token belongs to; a 401 error when there is no valid token."""

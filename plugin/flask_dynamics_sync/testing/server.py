@@ -97,6 +97,9 @@ class _Handler(WSGIRequestHandler):
 class LocalDataverse:
     """A Dataverse environment and its Entra ID tenant, on ``https://127.0.0.1:<port>``.
 
+    ``client_certificate`` (PEM) registers a certificate credential next to the secret
+    (see :func:`~.certificate.make_client_certificate`).
+
     Give MSAL ``authority=dv.authority, instance_discovery=False,
     http_client=dv.requests_session()`` (MSAL skips instance discovery for an authority it
     does not know only when ``instance_discovery=False``; it then reads the OpenID
@@ -120,6 +123,7 @@ class LocalDataverse:
         host: str = "127.0.0.1",
         port: int = 0,
         ca_file: str | None = None,
+        client_certificate: str | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.client_id = client_id
@@ -146,6 +150,7 @@ class LocalDataverse:
             client_secret=client_secret,
             token_lifetime=token_lifetime,
             clock=clock,
+            client_certificate=client_certificate,
         )
         self._reader = CollectionReader(self.store, clock, change_retention_seconds)
         self._log: list[LoggedRequest] = []
@@ -309,7 +314,7 @@ class LocalDataverse:
             if token and request.method == "POST":
                 self.issuer.check_tenant(token.group(1))
                 form = {name: request.form.get(name, "") for name in request.form}
-                body = self.issuer.issue(form, request.headers.get("Authorization", ""), self.url)
+                body = self.issuer.issue(form, request.headers.get("Authorization", ""), self.url, self.token_endpoint)
                 return json_reply(200, body, [("Cache-Control", "no-store, no-cache")])
         except TokenError as error:
             reply = json_reply(error.status, error.body())
