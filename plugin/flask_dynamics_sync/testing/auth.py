@@ -150,8 +150,11 @@ class TokenIssuer:
                 f"{form.get('scope', '')} is not valid; ask for {resource}/.default.",
             )
         token = secrets.token_urlsafe(32)
+        now = self._clock()
         with self._lock:
-            self._tokens[token] = (client_id, self._clock() + self.token_lifetime)
+            for stale in [known for known, (_, expires) in self._tokens.items() if expires <= now]:
+                del self._tokens[stale]  # tokens past their lifetime answer 401 either way
+            self._tokens[token] = (client_id, now + self.token_lifetime)
         lifetime = int(self.token_lifetime)
         return {"token_type": "Bearer", "expires_in": lifetime, "ext_expires_in": lifetime, "access_token": token}
 

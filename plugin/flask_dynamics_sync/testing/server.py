@@ -8,6 +8,7 @@ clients reconnect for each request (real Dataverse keeps connections alive).
 
 from __future__ import annotations
 
+import collections
 import copy
 import http
 import re
@@ -124,6 +125,7 @@ class LocalDataverse:
         port: int = 0,
         ca_file: str | None = None,
         client_certificate: str | None = None,
+        request_log_size: int = 100_000,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.client_id = client_id
@@ -153,7 +155,8 @@ class LocalDataverse:
             client_certificate=client_certificate,
         )
         self._reader = CollectionReader(self.store, clock, change_retention_seconds)
-        self._log: list[LoggedRequest] = []
+        self._log: collections.deque[LoggedRequest] = collections.deque(maxlen=request_log_size)
+        self._log_lock = threading.Lock()
         self._stopping = threading.Event()
         self._server: BaseWSGIServer | None = None
         self._thread: threading.Thread | None = None
@@ -279,10 +282,13 @@ class LocalDataverse:
 
     @property
     def request_log(self) -> list[LoggedRequest]:
-        return list(self._log)
+        """Every exchange so far, oldest first (the last ``request_log_size`` of them)."""
+        with self._log_lock:
+            return list(self._log)
 
     def clear_request_log(self) -> None:
-        self._log.clear()
+        with self._log_lock:
+            self._log.clear()
 
     def revoke_tokens(self) -> None:
         """Every token issued so far answers 401 from now on."""
@@ -383,7 +389,9 @@ class LocalDataverse:
         return _send(reply, start_response)
 
     def _record(self, request: Request, status: int | None, error_code: str | None) -> None:
-        self._log.append(LoggedRequest(self._clock(), request.method, request.path, status, error_code))
+        entry = LoggedRequest(self._clock(), request.method, request.path, status, error_code)
+        with self._log_lock:
+            self._log.append(entry)
 
 
 def _target_of(service_path: str) -> tuple[str, set[str]]:
