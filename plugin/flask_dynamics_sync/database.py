@@ -34,7 +34,7 @@ def is_deadlock(exc: sa.exc.DBAPIError) -> bool:
     orig = exc.orig
     if getattr(orig, "sqlstate", None) in _RETRYABLE_SQLSTATES:
         return True
-    args = getattr(orig, "args", ())
+    args: tuple[t.Any, ...] = getattr(orig, "args", ())
     return bool(args) and args[0] in _RETRYABLE_MYSQL_CODES
 
 

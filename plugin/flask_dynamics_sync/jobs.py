@@ -15,15 +15,14 @@ import typing as t
 from collections.abc import Callable
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Engine
 
 from .clock import Clock
 from .database import dialect_family
-from .models import JobState
+from .models import job_table
 
 logger = logging.getLogger(__name__)
-
-job_table = JobState.__table__
 
 _R = t.TypeVar("_R")
 

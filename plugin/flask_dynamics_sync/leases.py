@@ -29,7 +29,7 @@ from sqlalchemy.engine import Engine
 from .clock import Clock
 from .database import dialect_family
 from .jobs import ensure_job_row
-from .jobs import job_table
+from .models import job_table
 
 logger = logging.getLogger(__name__)
 

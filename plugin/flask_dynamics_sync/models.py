@@ -11,6 +11,7 @@ All times are naive UTC. On MariaDB/MySQL they keep microseconds (``DATETIME(6)`
 from __future__ import annotations
 
 import datetime as dt
+import typing as t
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql
@@ -215,9 +216,17 @@ class JobState(Base):
     watermark: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
 
 
+# Core tables, for SQL expressions. (Declarative types ``__table__`` as any FromClause.)
+queue_table = t.cast(sa.Table, QueueItem.__table__)
+event_table = t.cast(sa.Table, SyncEvent.__table__)
+error_table = t.cast(sa.Table, SyncError.__table__)
+hourly_table = t.cast(sa.Table, HourlyThroughput.__table__)
+snapshot_table = t.cast(sa.Table, BacklogSnapshot.__table__)
+job_table = t.cast(sa.Table, JobState.__table__)
+
 # pg_trgm is a trusted extension (PostgreSQL 13+): the database owner can create it.
 sa.event.listen(
-    SyncError.__table__,
+    error_table,
     "before_create",
-    sa.DDL("CREATE EXTENSION IF NOT EXISTS pg_trgm").execute_if(dialect="postgresql"),
+    sa.DDL("CREATE EXTENSION IF NOT EXISTS pg_trgm").execute_if(dialect="postgresql"),  # type: ignore[no-untyped-call]
 )

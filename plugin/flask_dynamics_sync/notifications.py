@@ -41,13 +41,13 @@ from .jobs import JobName
 from .jobs import lock_job_row
 from .jobs import read_job
 from .jobs import set_watermark
-from .models import SyncError
+from .models import error_table
 from .signals import error_threshold_reached
 from .signals import errors_digest
 
 logger = logging.getLogger(__name__)
 
-errors = SyncError.__table__
+errors = error_table
 DIGEST_PERIOD = dt.timedelta(hours=24)
 #: Failures listed one by one in the digest (the most recent).
 DIGEST_LATEST = 20

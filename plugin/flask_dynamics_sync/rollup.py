@@ -43,18 +43,18 @@ from .jobs import JobName
 from .jobs import lock_job_row
 from .jobs import read_job
 from .jobs import set_watermark
-from .models import BacklogSnapshot
-from .models import HourlyThroughput
-from .models import QueueItem
-from .models import SyncError
-from .models import SyncEvent
+from .models import error_table
+from .models import event_table
+from .models import hourly_table
+from .models import queue_table
+from .models import snapshot_table
 from .types import QueueState
 
-hourly = HourlyThroughput.__table__
-events = SyncEvent.__table__
-errors = SyncError.__table__
-queue = QueueItem.__table__
-snapshots = BacklogSnapshot.__table__
+hourly = hourly_table
+events = event_table
+errors = error_table
+queue = queue_table
+snapshots = snapshot_table
 
 _KEY = ("hour", "object_type", "operation", "direction")
 _FIGURES = ("synced_count", "failed_count", "latency_sum_ms", "latency_max_ms", "computed_at")
@@ -140,13 +140,13 @@ def buckets_select(hour: dt.datetime, now: dt.datetime) -> sa.Select[t.Any]:
     merged = sa.union_all(from_events, from_errors).subquery("source")
     key = [merged.c[name] for name in _KEY[1:]]
     return sa.select(
-        sa.literal(hour, HourlyThroughput.hour.type),
+        sa.literal(hour, hourly_table.c.hour.type),
         *key,
         sa.func.sum(merged.c.synced),
         sa.func.sum(merged.c.failed),
         sa.func.coalesce(sa.func.sum(merged.c.latency_sum), _int(0)),
         sa.func.max(merged.c.latency_max),
-        sa.literal(now, HourlyThroughput.computed_at.type),
+        sa.literal(now, hourly_table.c.computed_at.type),
     ).group_by(*key)
 
 
