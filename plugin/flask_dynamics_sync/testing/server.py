@@ -180,7 +180,7 @@ class LocalDataverse:
         self._api = WebApi(self.store, self.faults, self._reader, self.url + API_PATH)
         self._batch = BatchRunner(self._api, self.store, API_PATH)
         self._thread = threading.Thread(
-            target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="local-dataverse", daemon=True
+            target=server.serve_forever, kwargs={"poll_interval": 0.01}, name="local-dataverse", daemon=True
         )
         self._thread.start()
         return self
