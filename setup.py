@@ -70,6 +70,10 @@ EXTRAS["test"] = sorted(
         "playwright>=1.45",
         "Flask-Migrate>=4.0",
         "Flask-WTF>=1.2",
+        # The host kinds of tests/hosts: a Flask-Login console and a Flask-Security-Too one
+        # (its fsqla models and default argon2 password hashing).
+        "Flask-Login>=0.6.3",
+        "Flask-Security-Too[fsqla,common]>=5.4",
         "openpyxl>=3.1",
         "waitress>=3.0",
         "gunicorn>=22",

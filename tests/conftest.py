@@ -195,6 +195,11 @@ def _empty_tables(engine: sa.Engine) -> None:
                 conn.execute(table.delete())
 
 
+def allow_everyone() -> bool:
+    """An access policy that lets every visitor in."""
+    return True
+
+
 @pytest.fixture
 def make_app(clock: FrozenClock) -> Iterator[Callable[..., Flask]]:
     """Build a host app on a given database URL: ``make_app(url, config={...}, admin=True)``.
@@ -229,7 +234,8 @@ def make_app(clock: FrozenClock) -> Iterator[Callable[..., Flask]]:
         elif admin:
             host_admin = admin
             host_admin.init_app(app)
-        sync = DynamicsSync(clock=clock, **(sync_kwargs or {}))
+        # The test host's console is open (Flask-Admin's stock index view), and it lets everyone act.
+        sync = DynamicsSync(clock=clock, **{"can_act": allow_everyone, **(sync_kwargs or {})})
         sync.init_app(app, admin=host_admin, db=db)
         app.extensions["test_db"] = db
         made.append((app, db))

@@ -112,12 +112,6 @@ def test_html_in_the_data_is_escaped(client, db):
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
 
 
-def test_an_unknown_error_id_goes_back_to_the_list(client, errors_dataset):
-    for error_id in ("1", "not-a-number"):
-        response = client.get(f"{ERRORS_URL}details/", query_string={"id": error_id})
-        assert (response.status_code, response.headers["Location"]) == (302, ERRORS_URL)
-
-
 def test_the_view_is_read_only(client, errors_dataset):
     assert client.get(f"{ERRORS_URL}new/").status_code == 302
     assert client.get(f"{ERRORS_URL}edit/", query_string={"id": 700001}).status_code == 302

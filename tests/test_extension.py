@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import sqlalchemy as sa
 from flask import Flask
 from flask_admin import Admin
 from flask_admin import AdminIndexView
@@ -11,6 +12,7 @@ from flask_sqlalchemy import SQLAlchemy
 from flask_dynamics_sync import DynamicsSync
 from flask_dynamics_sync import NotInitializedError
 from flask_dynamics_sync.config import DEFAULTS
+from flask_dynamics_sync.errors import AccessPolicyWarning
 
 
 def test_init_app_registers_the_extension(make_app, sqlite_url):
@@ -186,3 +188,54 @@ def test_pages_work_when_flask_babel_is_installed_but_not_initialised(make_app, 
     response = app.test_client().get("/admin/dynamics/status/")
 
     assert response.status_code == 200
+
+
+def test_a_public_console_without_a_policy_is_warned_once_however_many_apps(sqlite_url):
+    sync = DynamicsSync()
+
+    with pytest.warns(AccessPolicyWarning, match=r"Pass DynamicsSync\(access=") as caught:
+        for n in range(3):
+            app = Flask(f"host_{n}")
+            app.config["SQLALCHEMY_DATABASE_URI"] = sqlite_url
+            db = SQLAlchemy(app)
+            sync.init_app(app, admin=Admin(app), db=db)
+
+    assert len([w for w in caught if issubclass(w.category, AccessPolicyWarning)]) == 1
+
+
+@pytest.mark.parametrize("policy", [{"access": AdminIndexView}, {"can_view": lambda: True}, {"can_act": lambda: True}])
+def test_any_policy_or_a_protected_index_view_means_no_warning(sqlite_url, policy, recwarn):
+    for sync, index_view in ((DynamicsSync(**policy), None), (DynamicsSync(), LockedIndex())):
+        app = Flask("host")
+        app.config["SQLALCHEMY_DATABASE_URI"] = sqlite_url
+        sync.init_app(app, admin=Admin(app, index_view=index_view), db=SQLAlchemy(app))
+
+    assert [w for w in recwarn if issubclass(w.category, AccessPolicyWarning)] == []
+
+
+def test_init_app_takes_an_engine_without_a_session(sqlite_url):
+    app = Flask("host")
+    engine = sa.create_engine(sqlite_url)
+    sync = DynamicsSync(can_act=lambda: True)
+    sync.init_app(app, admin=Admin(app), engine=engine)
+
+    with app.app_context():
+        sync.enqueue("Lead", "L-9", "insert")
+        sync._state().database.session.commit()
+        [record] = sync.claim()
+
+    assert record.record_id == "L-9"
+    engine.dispose()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"engine": "sqlite://"}, "engine= must be a sqlalchemy Engine"),
+        ({"engine": sa.create_engine("sqlite://"), "session": object()}, "session= must be a scoped_session"),
+        ({"db": SQLAlchemy(), "engine": sa.create_engine("sqlite://")}, "not both"),
+    ],
+)
+def test_init_app_refuses_a_database_it_cannot_use(kwargs, message):
+    with pytest.raises(TypeError, match=message):
+        DynamicsSync().init_app(Flask("host"), **kwargs)

@@ -191,14 +191,29 @@ def test_an_unknown_export_format_is_a_404_that_says_so(client, errors_dataset):
     assert (response.status_code, "Unknown export format." in response.get_data(as_text=True)) == (404, True)
 
 
-def test_an_unknown_object_is_a_404(client, status_dataset):
-    assert client.get(STATUS_URL + "details/%3Cscript%3E").status_code == 404
+@pytest.mark.parametrize("name", ["%3Cscript%3E", "Nope", "%00", "Lead%00", "%ED%A0%80"])
+def test_an_unknown_object_is_a_404_inside_the_console(client, status_dataset, name):
+    # %00 answered 500 on PostgreSQL (text cannot hold NUL) before it was checked ahead of any query.
+    response = client.get(STATUS_URL + "details/" + name)
+
+    text = response.get_data(as_text=True)
+    assert (response.status_code, "ds-not-found" in text, "Microsoft Dynamics" in text) == (404, True, True)
+    assert "is synced with Microsoft Dynamics." in text
 
 
-def test_a_details_page_without_a_valid_id_goes_back_to_the_list(client, errors_dataset):
-    for query in ("", "id=", "id=abc", "id=-1", "id=99999999999999999999", "id=%00"):
-        response = client.get(ERRORS_URL + "details/?" + query)
-        assert (response.status_code, response.headers.get("Location")) == (302, ERRORS_URL), query
+def test_a_details_page_without_an_id_goes_back_to_the_list(client, errors_dataset):
+    response = client.get(ERRORS_URL + "details/")
+
+    assert (response.status_code, response.headers.get("Location")) == (302, ERRORS_URL)
+
+
+@pytest.mark.parametrize("error_id", ["", "abc", "-1", "1", "99999999999999999999", "%00"])
+def test_an_unknown_error_id_is_a_404_inside_the_console(client, errors_dataset, error_id):
+    response = client.get(ERRORS_URL + "details/?id=" + error_id)
+
+    text = response.get_data(as_text=True)
+    assert (response.status_code, "ds-not-found" in text, "Microsoft Dynamics" in text) == (404, True, True)
+    assert "There is no sync error with the ID" in text
 
 
 def test_a_nul_byte_in_the_search_finds_what_the_recorder_stored(client, sync, db):

@@ -16,3 +16,7 @@ class ClaimLostError(DynamicsSyncError):
     may have synced it since). Nothing was written: the record belongs to
     whoever holds it now, and an error recorded for it would never be resolved.
     """
+
+
+class AccessPolicyWarning(UserWarning):
+    """The host's console is public and it gave the plugin no access policy (see ``DynamicsSync(access=...)``)."""

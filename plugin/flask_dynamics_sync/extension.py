@@ -6,6 +6,8 @@ import dataclasses
 import datetime as dt
 import os
 import typing as t
+import warnings
+import weakref
 from collections.abc import Callable
 from collections.abc import Iterable
 from collections.abc import Sequence
@@ -21,11 +23,16 @@ from .clock import utcnow
 from .config import Settings
 from .config import load_settings
 from .database import dialect_family
+from .errors import AccessPolicyWarning
 from .errors import NotInitializedError
+from .host_database import HostDatabase
+from .host_database import SessionSource
+from .host_database import host_database
 from .i18n import install_babel_fallback
 from .models import metadata
 from .recorder import Recorder
 from .recorder import validate_object_type
+from .schema import leave_out_of_host_migrations
 from .tracking import Tracking
 from .tracking import track
 from .types import Change
@@ -57,7 +64,7 @@ class AppState:
 
     extension: DynamicsSync
     settings: Settings
-    db: SQLAlchemy
+    database: HostDatabase
     recorder: Recorder
     views: list[BaseView] = dataclasses.field(default_factory=list)
     scheduler: t.Any = None
@@ -69,16 +76,23 @@ class DynamicsSync:
 
     ::
 
-        sync = DynamicsSync()
+        sync = DynamicsSync(access=SecuredModelView)
         sync.init_app(app, admin=admin, db=db)
 
     :param app: call :meth:`init_app` on this application now.
     :param admin: the host's :class:`flask_admin.Admin`; the views are added to it.
     :param db: the host's :class:`flask_sqlalchemy.SQLAlchemy`; its engine and session are used.
     :param clock: returns the current time as a naive UTC datetime (tests inject a fixed one).
-    :param can_view: who may open the views, their JSON, metrics and exports. Defaults
-        to the host's own policy: whoever may open the admin index page.
-    :param can_act: who may retry, ignore and resolve errors. Defaults to ``can_view``.
+    :param access: the host's own access behaviour: its secured view class or mixin (whose
+        ``is_accessible``, ``inaccessible_callback`` and ``_handle_view`` then guard the
+        plugin's views too, so a refused visitor gets the host's login redirect), or any
+        object with ``is_accessible()`` and ``inaccessible_callback(name, **kwargs)``.
+        Defaults to the host's admin index view when that one is protected.
+    :param can_view: who may open the views, their JSON, metrics and exports (checked on top
+        of ``access``).
+    :param can_act: who may retry, ignore and resolve errors (on top of viewing). Defaults to
+        whoever may view, once the host gave any policy; with none (and a public admin
+        index) the actions stay off and :meth:`init_app` warns.
     """
 
     def __init__(
@@ -88,44 +102,57 @@ class DynamicsSync:
         admin: Admin | None = None,
         db: SQLAlchemy | None = None,
         clock: Callable[[], dt.datetime] | None = None,
+        access: t.Any = None,
         can_view: Policy | None = None,
         can_act: Policy | None = None,
     ) -> None:
         self.clock: Callable[[], dt.datetime] = clock or utcnow
+        self.access = access
         self.can_view = can_view
         self.can_act = can_act
         self._trackings: list[Tracking] = []
+        # The views made for each Admin: made and added once, whatever the number of apps.
+        self._admin_views: weakref.WeakKeyDictionary[Admin, list[BaseView]] = weakref.WeakKeyDictionary()
+        self._warned_open_console = False
         if app is not None:
             self.init_app(app, admin=admin, db=db)
 
     # -- setup ------------------------------------------------------------------
 
-    def init_app(self, app: Flask, *, admin: Admin | None = None, db: SQLAlchemy | None = None) -> None:
+    def init_app(
+        self,
+        app: Flask,
+        *,
+        admin: Admin | None = None,
+        db: SQLAlchemy | None = None,
+        engine: Engine | None = None,
+        session: SessionSource | None = None,
+    ) -> None:
         """Register the extension, its blueprint, views, CLI and (if configured) scheduler on ``app``.
 
-        Reads every ``DYNAMICS_SYNC_*`` key once. ``db`` is required; without
+        Reads every ``DYNAMICS_SYNC_*`` key once. The database is the host's
+        Flask-SQLAlchemy ``db``, or for a host on plain SQLAlchemy its
+        ``engine`` and ``session`` (a ``scoped_session`` or ``sessionmaker``;
+        default: a session of the plugin's own on ``engine``). Without
         ``admin`` only the recording API and CLI are set up (add the views
-        later with :meth:`add_views`).
+        later with :meth:`add_views`). Safe to call for many apps (app
+        factories) with one ``DynamicsSync`` and one ``Admin``.
         """
         if EXTENSION_KEY in app.extensions:
             raise RuntimeError(
                 "Flask-Dynamics-Sync is already initialised on this application; "
                 "call init_app() once per app (use add_views() for another Admin)."
             )
-        if db is None:
-            raise TypeError("init_app() needs db=, the host's flask_sqlalchemy.SQLAlchemy object")
-        if "sqlalchemy" not in app.extensions:
-            raise RuntimeError("call db.init_app(app) before sync.init_app(app)")
-
+        database = host_database(app, db, engine, session)
         settings = load_settings(app.config)
         state = AppState(
             extension=self,
             settings=settings,
-            db=db,
+            database=database,
             recorder=Recorder(
                 settings,
-                get_engine=lambda: db.engine,
-                get_session=lambda: db.session,
+                get_engine=database.get_engine,
+                get_session=database.get_session,
                 clock=lambda: self.clock(),
             ),
         )
@@ -140,6 +167,7 @@ class DynamicsSync:
             )
         )
         install_babel_fallback(app)
+        leave_out_of_host_migrations(app)
         from .cli import cli_group
 
         app.cli.add_command(cli_group)
@@ -155,14 +183,40 @@ class DynamicsSync:
 
         Call it again with another :class:`~flask_admin.Admin` to show the views
         in several consoles: endpoints are prefixed with that admin's endpoint.
+        An ``Admin`` gets the views once: for a further app (an app factory),
+        they are only registered on that app, as ``Admin.init_app`` does.
         """
         from .views import make_views
 
         state = self._state(app)
-        views = make_views(self, admin, state.settings)
-        admin.add_views(*views)
+        views = self._admin_views.get(admin)
+        if views is None:
+            views = self._admin_views[admin] = make_views(self, admin, state.settings)
+            admin.add_views(*views)
+            self._warn_if_open(admin)
+        else:
+            target = app or current_app._get_current_object()  # type: ignore[attr-defined]
+            for view in views:
+                # Admin.init_app(target) registered them already when it ran after the first add_views.
+                if admin.app is target and view.endpoint not in target.blueprints:
+                    target.register_blueprint(view.create_blueprint(admin), host=admin.host)
         state.views.extend(views)
         return views
+
+    def _warn_if_open(self, admin: Admin) -> None:
+        from .views.access import gives_policy
+
+        if self._warned_open_console or gives_policy(self, admin.index_view):
+            return
+        self._warned_open_console = True
+        warnings.warn(
+            f"Flask-Dynamics-Sync: the admin index view of {admin.name!r} is open to everyone and no "
+            "access policy was given, so Sync Status and Sync Errors are public and retry, ignore and "
+            "resolve are off. Pass DynamicsSync(access=<your secured view class>) to apply your console's "
+            "own access rules (or can_view= and can_act=).",
+            AccessPolicyWarning,
+            stacklevel=3,
+        )
 
     def _state(self, app: Flask | None = None) -> AppState:
         if app is None:
@@ -188,11 +242,11 @@ class DynamicsSync:
 
     def create_all(self) -> None:
         """Create the plugin's tables on the host's engine (hosts without migrations)."""
-        metadata.create_all(self._state().db.engine)
+        metadata.create_all(self._state().database.engine)
 
     def drop_all(self) -> None:
         """Drop the plugin's tables."""
-        metadata.drop_all(self._state().db.engine)
+        metadata.drop_all(self._state().database.engine)
 
     def upgrade_schema(self, revision: str = "head") -> None:
         """Migrate the plugin's tables to ``revision`` with the Alembic scripts it ships.
@@ -203,7 +257,7 @@ class DynamicsSync:
         """
         from .schema import upgrade
 
-        upgrade(self._state().db.engine, revision)
+        upgrade(self._state().database.engine, revision)
 
     # -- jobs -------------------------------------------------------------------
 
@@ -267,7 +321,7 @@ class DynamicsSync:
         from .error_actions import run_on_ids
 
         state = self._state()
-        return run_on_ids(state.db.engine, state.recorder, action, ids, now=self.clock())
+        return run_on_ids(state.database.engine, state.recorder, action, ids, now=self.clock())
 
     # -- recording API --------------------------------------------------------
 
@@ -373,9 +427,9 @@ class DynamicsSync:
 
     def dialect(self) -> str:
         """The database family in use: ``sqlite``, ``postgresql`` or ``mysql``."""
-        return dialect_family(self._state().db.engine)
+        return dialect_family(self._state().database.engine)
 
     @property
     def engine(self) -> Engine:
         """The host's engine the plugin's tables live on."""
-        return self._state().db.engine
+        return self._state().database.engine

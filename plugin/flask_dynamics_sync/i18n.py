@@ -63,16 +63,35 @@ def translation_directories() -> list[str]:
 _catalogs: dict[tuple[tuple[str, ...], str], support.NullTranslations] = {}
 
 
+def catalog_locales(locale: Locale, directories: t.Sequence[str]) -> list[str]:
+    """The catalogs that may serve ``locale``, best first: its own, its language's, then a regional one.
+
+    ``de_AT`` is served by ``de``, and ``pt`` or ``pt_PT`` by ``pt_BR`` when no
+    catalog of their own exists: the same language rather than English.
+    """
+    regional = sorted(
+        {
+            name
+            for directory in directories
+            if os.path.isdir(directory)
+            for name in os.listdir(directory)
+            if name.split("_", 1)[0] == locale.language and "_" in name
+        }
+    )
+    return list(dict.fromkeys([str(locale), locale.language, *regional]))
+
+
 def _load(locale: Locale) -> support.NullTranslations:
     directories = tuple(translation_directories())
     key = (directories, str(locale))
     catalog = _catalogs.get(key)
     if catalog is None:
         merged: support.Translations | None = None
+        candidates = catalog_locales(locale, directories)
         # Lowest priority first: merge() lets later catalogs win, and the first
         # one found supplies the plural rule (an empty Translations would use English's).
         for directory in reversed(directories):
-            found = support.Translations.load(directory, [locale], DOMAIN)
+            found = support.Translations.load(directory, candidates, DOMAIN)
             if isinstance(found, support.Translations):
                 merged = found if merged is None else merged.merge(found)
         catalog = merged if merged is not None else support.NullTranslations()

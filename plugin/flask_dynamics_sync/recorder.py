@@ -76,6 +76,15 @@ def _clean_text(value: str, limit: int) -> str:
     return value[:limit]
 
 
+def storable(text: str) -> bool:
+    """Does ``text`` reach every database unchanged (no NUL byte, no lone surrogate)?
+
+    What a URL or a form brings is compared with stored values only if it is:
+    PostgreSQL refuses NUL in text, and nothing stored holds one.
+    """
+    return "\x00" not in text and (text.isascii() or text == text.encode("utf-8", "replace").decode("utf-8"))
+
+
 def validate_object_type(settings: Settings, object_type: object) -> str:
     """Return ``object_type`` if it is a configured object type."""
     object_type = _text(object_type, "object_type")
@@ -99,7 +108,7 @@ def validate_record_id(record_id: object) -> str:
         raise ValueError("record_id must not be empty")
     if len(text) > RECORD_ID_LENGTH:
         raise ValueError(f"record_id is {len(text)} characters long; at most {RECORD_ID_LENGTH} fit")
-    if "\x00" in text or (not text.isascii() and text != text.encode("utf-8", "replace").decode("utf-8")):
+    if not storable(text):
         raise ValueError("record_id contains a NUL byte or an unencodable character")
     return text
 

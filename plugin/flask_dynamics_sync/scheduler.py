@@ -154,7 +154,7 @@ def _notify_work(app: Flask, *, digest: bool = True, alerts: bool = True) -> Not
 
 def _recorded(app: Flask, name: str, work: Callable[[], t.Any]) -> t.Any:
     state = _state(app)
-    return record_run(state.db.engine, name, state.extension.clock, work)
+    return record_run(state.database.engine, name, state.extension.clock, work)
 
 
 def run_rollup(app: Flask, start: dt.datetime | None = None, end: dt.datetime | None = None) -> RollupResult:
@@ -296,7 +296,7 @@ def run_job(app: Flask, name: str, *, holder: str | None = None) -> JobRun:
     spec = job_specs(state.settings)[name]
     clock = state.extension.clock
     with app.app_context():
-        engine = state.db.engine
+        engine = state.database.engine
         now = clock()
         tick = spec.latest_tick(now)
         with engine.begin() as conn:
@@ -329,7 +329,7 @@ def announce_next_runs(app: Flask) -> None:
     """
     state = _state(app)
     with app.app_context():
-        engine = state.db.engine
+        engine = state.database.engine
         now = state.extension.clock()
         for spec in job_specs(state.settings).values():
             with engine.begin() as conn:

@@ -5,10 +5,9 @@ and have their own Alembic environment, shipped in the package
 (``flask_dynamics_sync/migrations``), with their own version table,
 :data:`VERSION_TABLE`. Upgrading the plugin's schema never reads or writes the
 host's ``alembic_version``, and the host's migrations never see the plugin's
-tables as long as the host's autogenerate uses :func:`include_object`::
-
-    from flask_dynamics_sync.schema import include_object
-    Migrate(app, db, include_object=include_object)
+tables: on a Flask-Migrate host, ``init_app`` adds :func:`include_object` to
+its autogenerate (:func:`leave_out_of_host_migrations`); a host on plain
+Alembic passes it to ``context.configure`` in its ``env.py``.
 
 Hosts without migrations can call :meth:`DynamicsSync.create_all` instead.
 """
@@ -18,12 +17,15 @@ from __future__ import annotations
 import os
 import sys
 import typing as t
+import weakref
 
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from flask import Flask
+from flask import current_app
 from sqlalchemy.engine import Connection
 from sqlalchemy.engine import Engine
 
@@ -70,6 +72,45 @@ def include_object(object: t.Any, name: str | None, type_: str, reflected: bool,
         return not is_plugin_table(name)
     table = getattr(object, "table", None)
     return not (isinstance(table, sa.Table) and is_plugin_table(table.name))
+
+
+def _with_host_hook(host_hook: t.Callable[..., bool] | None) -> t.Callable[..., bool]:
+    """:func:`include_object`, and the host's own ``include_object`` too when it has one."""
+    if host_hook is None or host_hook is include_object or getattr(host_hook, "leaves_out_plugin_tables", False):
+        return host_hook or include_object
+
+    def include(*args: t.Any) -> bool:
+        return include_object(*args) and bool(host_hook(*args))
+
+    include.leaves_out_plugin_tables = True  # type: ignore[attr-defined]
+    return include
+
+
+def _configure_host_autogenerate(config: Config) -> Config:
+    """Flask-Migrate ``configure`` callback: the host's ``flask db`` commands leave the plugin's tables out."""
+    migrate_state = current_app.extensions.get("migrate")
+    if migrate_state is not None:
+        args = migrate_state.configure_args  # what the host's env.py passes to context.configure
+        args["include_object"] = _with_host_hook(args.get("include_object"))
+    return config
+
+
+_configured_migrates: weakref.WeakSet[t.Any] = weakref.WeakSet()
+
+
+def leave_out_of_host_migrations(app: Flask) -> None:
+    """On a host with Flask-Migrate, keep the plugin's tables out of its ``flask db migrate``.
+
+    Registers :func:`_configure_host_autogenerate` with the host's ``Migrate``
+    (once per ``Migrate``, however many apps it serves). ``Migrate.init_app``
+    must have run on ``app`` before ``sync.init_app``, as ``db.init_app`` must.
+    """
+    migrate_state = app.extensions.get("migrate")
+    migrate = getattr(migrate_state, "migrate", None)
+    if migrate is None or migrate in _configured_migrates:
+        return
+    migrate.configure(_configure_host_autogenerate)
+    _configured_migrates.add(migrate)
 
 
 def alembic_config(connection: Connection | None = None, *, dialect_name: str | None = None) -> Config:

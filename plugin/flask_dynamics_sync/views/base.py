@@ -6,11 +6,11 @@ import datetime as dt
 import typing as t
 
 from flask import Blueprint
-from flask import abort
 from flask.typing import ResponseReturnValue
 from markupsafe import Markup
 
 from .. import i18n
+from .access import HostAccess
 from .db_errors import register_database_error_handler
 
 if t.TYPE_CHECKING:
@@ -46,8 +46,7 @@ def time_html(moment: dt.datetime | None, now: dt.datetime) -> Markup:
 
 
 class PluginViewMixin:
-    """Access follows the host: ``can_view``/``can_act`` given to :class:`DynamicsSync`,
-    or by default whatever the host's admin index view allows.
+    """Access follows the host (see :mod:`.access`); the plugin's template helpers.
 
     Mixed into a Flask-Admin view class; ``self.sync`` is the extension object.
     """
@@ -55,21 +54,22 @@ class PluginViewMixin:
     sync: DynamicsSync
     admin: t.Any
 
+    @property
+    def host_access(self) -> HostAccess:
+        return HostAccess(self.sync, self)
+
     def is_accessible(self) -> bool:
-        policy = self.sync.can_view
-        if policy is not None:
-            return bool(policy())
-        index_view = getattr(self.admin, "index_view", None)
-        if index_view is None or index_view is self:
-            return True
-        return bool(index_view.is_accessible())
+        return self.host_access.may_view()
 
     def can_act(self) -> bool:
         """May the viewer change state (retry, ignore, resolve)?"""
-        if not self.is_accessible():
-            return False
-        policy = self.sync.can_act
-        return True if policy is None else bool(policy())
+        return self.host_access.may_act()
+
+    def _handle_view(self, name: str, **kwargs: t.Any) -> ResponseReturnValue | None:
+        return self.host_access.handle(name, **kwargs)
+
+    def inaccessible_callback(self, name: str, **kwargs: t.Any) -> ResponseReturnValue:
+        return self.host_access.refuse(name, **kwargs)
 
     def create_blueprint(self, admin: t.Any) -> Blueprint:
         blueprint = super().create_blueprint(admin)  # type: ignore[misc]
@@ -77,12 +77,18 @@ class PluginViewMixin:
         register_database_error_handler(blueprint, self)
         return blueprint
 
-    def inaccessible_callback(self, name: str, **kwargs: t.Any) -> ResponseReturnValue:
-        # The host's own reaction (e.g. a redirect to its login page) when it has one.
-        index_view = getattr(self.admin, "index_view", None)
-        if self.sync.can_view is None and index_view is not None and index_view is not self:
-            return index_view.inaccessible_callback(name, **kwargs)
-        return abort(403)
+    def not_found(self, message: str, back_url: str, back_label: str) -> ResponseReturnValue:
+        """A 404 page inside the host's console saying what was not found, with a way back."""
+        page = self.render(  # type: ignore[attr-defined]
+            "dynamics_sync/notice.html",
+            **self.plugin_template_args(),
+            title=i18n.gettext("Not found"),
+            message=message,
+            notice_class="alert-secondary ds-not-found",
+            back_url=back_url,
+            back_label=back_label,
+        )
+        return page, 404
 
     def plugin_template_args(self) -> dict[str, t.Any]:
         """Helpers every plugin template can use."""

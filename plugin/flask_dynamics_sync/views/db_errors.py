@@ -55,7 +55,7 @@ SQLITE_ERROR = 1
 #: Seconds a client is asked to wait before trying again.
 RETRY_AFTER_SECONDS = 30
 
-TEMPLATE = "dynamics_sync/db_unavailable.html"
+TEMPLATE = "dynamics_sync/notice.html"
 
 
 def unavailable_title() -> str:
@@ -76,7 +76,9 @@ def _bare_page(title: str, message: str) -> str:
 def _html(view: PluginViewMixin, title: str, message: str) -> str:
     try:
         return view.render(  # type: ignore[attr-defined, no-any-return]
-            TEMPLATE, **{**view.plugin_template_args(), "title": title, "message": message}
+            TEMPLATE,
+            **{**view.plugin_template_args(), "title": title, "message": message,
+               "notice_class": "alert-warning ds-db-unavailable", "back_url": None},
         )
     except Exception:  # noqa: BLE001 - the layout itself needs the database (e.g. a host menu)
         logger.debug("the console layout could not be drawn without the database", exc_info=True)
@@ -86,7 +88,7 @@ def _html(view: PluginViewMixin, title: str, message: str) -> str:
 def _rollback(view: PluginViewMixin) -> None:
     """Leave the host's session usable for whatever else runs in this request (teardown, layout)."""
     try:
-        view.sync._state().db.session.rollback()
+        view.sync._state().database.session.rollback()
     except Exception:  # noqa: BLE001 - a dead connection cannot roll back; the pool drops it
         pass
 

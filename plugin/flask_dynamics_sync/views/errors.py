@@ -31,7 +31,6 @@ from flask import redirect
 from flask import request
 from flask.typing import ResponseReturnValue
 from flask_admin import expose
-from flask_admin.babel import gettext as admin_gettext
 from flask_admin.contrib.sqla import ModelView
 from flask_admin.contrib.sqla.filters import BaseSQLAFilter
 from flask_admin.contrib.sqla.filters import FilterEqual
@@ -75,8 +74,9 @@ from .base import PluginViewMixin
 from .base import local_url
 
 if t.TYPE_CHECKING:
-    from flask_sqlalchemy import SQLAlchemy
     from jinja2.runtime import Context
+    from sqlalchemy.orm import Session
+    from sqlalchemy.orm import scoped_session
 
     from ..extension import DynamicsSync
 
@@ -307,12 +307,8 @@ def action_form_class() -> type[Form]:
 # -- the view ---------------------------------------------------------------------
 
 
-class _HostDb:
-    """Stands in for the host's Flask-SQLAlchemy object while the view is built.
-
-    The real one is looked up per request (:attr:`SyncErrorsView.session`), so
-    views can be built before an application context exists.
-    """
+class _SessionLookedUpPerRequest:
+    """What ``ModelView.__init__`` is given for its ``db``: the real session is :attr:`SyncErrorsView.session`."""
 
     session = None
 
@@ -398,14 +394,15 @@ class SyncErrorsView(PluginViewMixin, ModelView):
 
     def __init__(self, sync: DynamicsSync, **kwargs: t.Any) -> None:
         self.sync = sync
-        super().__init__(SyncError, _HostDb(), **kwargs)  # type: ignore[arg-type]
+        # The session is looked up per request (:attr:`session`): views are built before any app context.
+        super().__init__(SyncError, _SessionLookedUpPerRequest(), **kwargs)  # type: ignore[arg-type]
 
     # -- plumbing -----------------------------------------------------------------
 
     @property  # type: ignore[override]
-    def session(self) -> SQLAlchemy:
-        """The host's Flask-SQLAlchemy object of the current app (Flask-Admin takes its ``.session``)."""
-        return self.sync._state().db
+    def session(self) -> scoped_session[Session]:
+        """The host's session of the current app (Flask-SQLAlchemy's ``db.session`` or the host's own)."""
+        return self.sync._state().database.session
 
     @session.setter
     def session(self, value: t.Any) -> None:
@@ -452,7 +449,7 @@ class SyncErrorsView(PluginViewMixin, ModelView):
             return None
         if not 0 < key <= MAX_ERROR_ID:  # no database takes a key beyond 64 bits: there is no such error
             return None
-        return self.session.session.get(SyncError, key)
+        return self.session.get(SyncError, key)
 
     def _get_list_extra_args(self) -> t.Any:
         args = super()._get_list_extra_args()
@@ -496,8 +493,7 @@ class SyncErrorsView(PluginViewMixin, ModelView):
 
     def _get_list_filter_args(self) -> list[Filter]:
         filters, invalid = self.parse_filter_args(request.args)
-        if invalid:
-            self._template_args["invalid_filter_values"] = invalid
+        self._template_args["invalid_filter_values"] = invalid
         return filters
 
     def state_tab(self, args: MultiDict[str, str], default: StateTab = StateTab.OPEN) -> StateTab:
@@ -535,14 +531,14 @@ class SyncErrorsView(PluginViewMixin, ModelView):
 
     def capped_count(self, condition: sa.ColumnElement[bool] | None) -> int:
         """Matching errors, counting at most ``DYNAMICS_SYNC_COUNT_CAP + 1`` of them."""
-        return capped_count(self.session.session, condition, self.sync.settings.count_cap)
+        return capped_count(self.session, condition, self.sync.settings.count_cap)
 
     def matching_states(self, condition: sa.ColumnElement[bool] | None) -> list[tuple[int, str]]:
         """Id and state of the errors ``condition`` selects, at most ``DYNAMICS_SYNC_COUNT_CAP + 1`` of them."""
         stmt = sa.select(SyncError.id, SyncError.state).limit(self.sync.settings.count_cap + 1)
         if condition is not None:
             stmt = stmt.where(condition)
-        return [(row.id, row.state) for row in self.session.session.execute(stmt)]
+        return [(row.id, row.state) for row in self.session.execute(stmt)]
 
     def count_label(self, count: int) -> str:
         """``1,234`` or, above the cap, ``10,000+``."""
@@ -587,7 +583,7 @@ class SyncErrorsView(PluginViewMixin, ModelView):
                 ids = [id for id, state in matches if wanted is None or state == wanted.value]
                 query = self.get_query().filter(SyncError.id.in_(ids))
         if execute:
-            counts = tab_counts(self.session.session, selection, cap, known=counts)
+            counts = tab_counts(self.session, selection, cap, known=counts)
             count = counts[tab]
         else:
             count = self.capped_count(condition)
@@ -653,10 +649,7 @@ class SyncErrorsView(PluginViewMixin, ModelView):
                 **{k: v for k, v in request.args.items() if k in ("search", "sort", "desc") or k.startswith("flt")},
                 STATE_ARG: self.state_tab(request.args).value,
             },
-            can_act=self.can_act(),
-            error_actions=[(a.value, ACTION_LABELS[a]) for a in ErrorAction],
-            ds_action_form=action_form_class()() if self.can_act() else None,
-            scope_selected=SCOPE_SELECTED,
+            **self.action_args(),
             scope_all=SCOPE_ALL,
         )
         return super().index_view()
@@ -683,16 +676,14 @@ class SyncErrorsView(PluginViewMixin, ModelView):
         """Open errors grouped by error code, object and direction: one row per cause to fix."""
         with self.sync.engine.connect() as conn:
             groups = open_error_groups(conn)
-        can_act = self.can_act()
         return self.render(
             "dynamics_sync/errors_groups.html",
             groups=[(group, self.group_filter_args(group)) for group in groups],
             object_label=lambda object_type: self.sync.settings.objects.get(object_type, object_type),
             direction_labels=DIRECTION_LABELS,
             preview=_message_preview,
-            can_act=can_act,
+            **self.action_args(),
             group_actions=[(a.value, label) for a, label in GROUP_ACTION_LABELS.items()],
-            ds_action_form=action_form_class()() if can_act else None,
             scope_all=SCOPE_ALL,
             return_url=self.get_url(".groups_view"),
         )
@@ -707,15 +698,15 @@ class SyncErrorsView(PluginViewMixin, ModelView):
             return redirect(return_url)
         model = self.get_one(request.args["id"])
         if model is None:
-            flash(admin_gettext("Record does not exist."), "error")
-            return redirect(return_url)
+            return self.not_found(
+                gettext("There is no sync error with the ID %(id)s.", id=request.args["id"]),
+                return_url,
+                gettext("Back to Sync Errors"),
+            )
         self._template_args.update(
-            can_act=self.can_act(),
-            error_actions=[(a.value, ACTION_LABELS[a]) for a in ErrorAction],
+            **self.action_args(),
             # Only the actions that apply to the error's state are offered.
             action_states={a.value: [s.value for s in SOURCE_STATES[a]] for a in ErrorAction},
-            ds_action_form=action_form_class()() if self.can_act() else None,
-            scope_selected=SCOPE_SELECTED,
         )
         return self.render(
             self.details_template,
@@ -772,6 +763,35 @@ class SyncErrorsView(PluginViewMixin, ModelView):
 
     # -- actions --------------------------------------------------------------------
 
+    def actions_off_reason(self) -> str | None:
+        """Why retry, ignore and resolve are off for everyone on this console, or ``None``."""
+        if not current_app.secret_key:
+            return gettext(
+                "Retry, ignore and resolve need a session to protect them against forged requests, "
+                "and this console sets no SECRET_KEY."
+            )
+        if not self.host_access.acting_configured():
+            return gettext(
+                "Retry, ignore and resolve are off: this console has not said who may use them "
+                "(DynamicsSync(access=...) or can_act=...)."
+            )
+        return None
+
+    def actions_enabled(self) -> bool:
+        """May the viewer retry, ignore and resolve here and now?"""
+        return self.actions_off_reason() is None and self.can_act()
+
+    def action_args(self) -> dict[str, t.Any]:
+        """Template arguments of the action buttons and their CSRF-protected form."""
+        enabled = self.actions_enabled()
+        return {
+            "can_act": enabled,
+            "actions_off_reason": self.actions_off_reason() if self.is_accessible() else None,
+            "error_actions": [(a.value, ACTION_LABELS[a]) for a in ErrorAction],
+            "ds_action_form": action_form_class()() if enabled else None,
+            "scope_selected": SCOPE_SELECTED,
+        }
+
     def _return_url(self, value: str | None) -> str:
         return local_url(value) or self.get_url(".index_view")
 
@@ -783,6 +803,9 @@ class SyncErrorsView(PluginViewMixin, ModelView):
         confirmed POST changes them in one transaction. An "all matching"
         selection is pinned to the errors that existed at the confirmation.
         """
+        reason = self.actions_off_reason()
+        if reason is not None:
+            abort(403, description=reason)
         if not self.can_act():
             abort(403)
         form = action_form_class()(formdata=request.form)

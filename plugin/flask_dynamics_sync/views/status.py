@@ -22,10 +22,10 @@ import typing as t
 from collections.abc import Sequence
 
 from flask import Response
-from flask import abort
 from flask import jsonify
 from flask import request
 from flask_admin import BaseView
+from flask.typing import ResponseReturnValue
 from flask_admin import expose
 from markupsafe import Markup
 
@@ -39,6 +39,7 @@ from ..chart import render_legend
 from ..clock import HOUR
 from ..i18n import gettext
 from ..i18n import lazy_gettext
+from ..recorder import storable
 from ..types import Direction
 from .base import PluginViewMixin
 
@@ -182,14 +183,24 @@ class SyncStatusView(PluginViewMixin, BaseView):
             **self.page_args(),
         )
 
+    def unknown_object(self, object_type: str) -> ResponseReturnValue:
+        """The 404 page of an object that is neither configured nor waiting in the queue."""
+        return self.not_found(
+            gettext("No object %(name)s is synced with Microsoft Dynamics.", name=object_type),
+            self.get_url(".index"),
+            gettext("Back to Sync Status"),
+        )
+
     @expose("/details/<object_type>")
-    def details(self, object_type: str) -> str:
+    def details(self, object_type: str) -> ResponseReturnValue:
         settings = self.sync.settings
         now = self.sync.now()
+        if object_type not in settings.objects and not storable(object_type):
+            return self.unknown_object(object_type)  # nothing stored can match it (a NUL byte...)
         with self.sync.engine.connect() as conn:
             details = status_data.object_details(conn, settings, now, object_type)
             if object_type not in settings.objects and details.backlog.total == 0:
-                abort(404)
+                return self.unknown_object(object_type)
             history = status_data.throughput_history(conn, settings, now)
             metrics = status_data.backlog_metrics(conn, settings, now, history=history)
         return self.render(
