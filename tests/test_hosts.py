@@ -49,6 +49,7 @@ ANSWERS = {
     "dynamics_sync_status.metrics": 200,
     "dynamics_sync_errors.index_view": 200,
     "dynamics_sync_errors.details_view": 200,
+    "dynamics_sync_errors.groups_view": 200,
     "dynamics_sync_errors.export": 200,
     "dynamics_sync_errors.action_view": 400,  # no CSRF token
     "dynamics_sync_errors.ajax_lookup": 404,  # no ajax fields
