@@ -807,6 +807,15 @@ def test_an_operation_fault_answers_dataverses_error_and_changes_nothing(
     assert api.patch("contacts(acme_hostid='H-1')", json={"firstname": "Ada"}).status_code == 204
 
 
+def test_an_operation_fault_can_answer_another_code_and_message(dv: LocalDataverse, api: httpx.Client) -> None:
+    dv.faults.add(Fault("privilege", code="0x80040231", message="Principal user is missing prvCreateContact."))
+    response = api.post("contacts", json={})
+    assert (response.status_code, response.json()["error"]) == (
+        403,
+        {"code": "0x80040231", "message": "Principal user is missing prvCreateContact."},
+    )
+
+
 @pytest.mark.parametrize(
     ("kind", "status"), [("bad_gateway", 502), ("service_unavailable", 503), ("gateway_timeout", 504)]
 )

@@ -17,7 +17,8 @@ Two levels:
 
 A fault matches by ``entity_set`` (``"$batch"`` for a batch request), ``method`` and
 ``key`` (a primary or alternate key value the operation names); it fires from the
-``nth`` matching operation on, ``count`` times or ``ALWAYS``.
+``nth`` matching operation on, ``count`` times or ``ALWAYS``. An operation fault's ``code``
+and ``message`` can be given, to answer another of Dataverse's errors with the same status.
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ class Fault:
     nth: int = 1
     count: int | t.Literal["always"] = 1
     message: str | None = None
+    code: str | None = None
     hold_seconds: float = 5.0
     process: bool = True
     retry_after: int = 1
@@ -76,7 +78,8 @@ class Fault:
         )
 
     def error(self, logical_name: str, record: str) -> errors.DataverseError:
-        """The answer of an operation fault, in Dataverse's words unless ``message`` is given."""
+        """The answer of an operation fault, in Dataverse's words unless ``code``/``message`` are given
+        (e.g. ``Fault("privilege", code="0x80040231")``, the other privilege code)."""
         status, code, message = {
             "validation": (
                 400,
@@ -96,7 +99,7 @@ class Fault:
             ),
             "server_error": (500, errors.UNEXPECTED, "An unexpected error occurred."),
         }[self.kind]
-        return errors.DataverseError(status, code, self.message or message)
+        return errors.DataverseError(status, self.code or code, self.message or message)
 
 
 class FaultSet:
