@@ -210,6 +210,27 @@ def test_a_token_expires_after_its_lifetime(dv: LocalDataverse, api: httpx.Clien
     assert dv.request_log[-1][3:] == (401, "token_expired")
 
 
+def test_after_a_revocation_msal_must_bypass_its_cache_to_get_a_working_token(dv: LocalDataverse) -> None:
+    app = msal.ConfidentialClientApplication(
+        dv.client_id,
+        client_credential=dv.client_secret,
+        authority=dv.authority,
+        instance_discovery=False,
+        http_client=dv.requests_session(),
+    )
+    first = app.acquire_token_for_client(scopes=[dv.scope])["access_token"]
+    dv.revoke_tokens()
+    cached = app.acquire_token_for_client(scopes=[dv.scope])
+    fresh = app.acquire_token_for_client(scopes=[dv.scope], claims_challenge='{"access_token": {}}')
+
+    def status_with(token: str) -> int:
+        headers = {**ODATA_HEADERS, "Authorization": f"Bearer {token}"}
+        return httpx.get(dv.api_url + "WhoAmI", headers=headers, verify=dv.ssl_context()).status_code
+
+    assert (cached["token_source"], cached["access_token"]) == ("cache", first)
+    assert (status_with(first), status_with(fresh["access_token"])) == (401, 200)
+
+
 def test_revoked_tokens_answer_401_and_a_new_token_works(dv: LocalDataverse, api: httpx.Client) -> None:
     dv.revoke_tokens()
     assert api.get("contacts").status_code == 401
