@@ -1,12 +1,9 @@
 """The README and the reference pages in docs/ stay true: every config key with its real default,
-the two Quickstart commands, CI running the test command verbatim, an embedding example that runs,
-and links that lead somewhere."""
+the two Quickstart commands, CI running the test command verbatim, and links that lead somewhere."""
 
 from __future__ import annotations
 
 import re
-import sys
-import types
 from pathlib import Path
 
 import pytest
@@ -142,42 +139,4 @@ def test_ci_forbids_skipping_databases_and_the_browser():
     assert "export DYNAMICS_SYNC_REQUIRE_ALL_DATABASES=1 DYNAMICS_SYNC_REQUIRE_BROWSER=1" in ci
 
 
-# -- the embedding example ------------------------------------------------------------------
-
-
-@pytest.fixture
-def readme_host(tmp_path, monkeypatch):
-    """The README's embedding example, run as a module of its own in an empty folder (SQLite file there)."""
-    monkeypatch.chdir(tmp_path)
-    [example] = [block for block in code_blocks(section("Embedding it in an existing app"), "python") if "sync.init_app(" in block]
-    module = types.ModuleType("readme_host")
-    monkeypatch.setitem(sys.modules, module.__name__, module)
-    exec(compile(example, "README.md (embedding)", "exec", dont_inherit=True), module.__dict__)
-    yield module.app
-    with module.app.app_context():
-        module.db.engine.dispose()
-
-
-def signed_in(app, role: str | None):
-    client = app.test_client()
-    if role is not None:
-        with client.session_transaction() as session:
-            session["role"] = role
-    return client
-
-
-@pytest.mark.parametrize("url", ["/backoffice/dynamics/status/", "/backoffice/dynamics/errors/", "/ops/dynamics/status/"])
-def test_the_embedding_example_shows_the_views_to_operators_in_both_consoles(readme_host, url):
-    assert signed_in(readme_host, "operator").get(url).status_code == 200
-
-
-def test_the_embedding_example_refuses_visitors_without_a_role(readme_host):
-    assert signed_in(readme_host, None).get("/backoffice/dynamics/status/").status_code == 403
-
-
-def test_the_embedding_example_puts_the_csp_nonce_on_the_plugins_scripts(readme_host):
-    response = signed_in(readme_host, "operator").get("/backoffice/dynamics/status/")
-    nonce = re.search(r"'nonce-([^']+)'", response.headers["Content-Security-Policy"]).group(1)
-
-    scripts = re.findall(r"<script\b[^>]*>", response.get_data(as_text=True))
-    assert scripts and [tag for tag in scripts if f'nonce="{nonce}"' not in tag] == []
+# The README's embedding example runs in a new virtualenv: tests/test_readme_embedding.py.
