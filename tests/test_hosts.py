@@ -282,12 +282,24 @@ def test_actions_work_or_the_list_says_why_not(host: RunningHost) -> None:
         assert (shown, "ds-action-ignore" in page) == ([host.kind.actions_off], False)
         assert (refused.status_code, host.kind.actions_off in refused.get_data(as_text=True)) == (403, True)
         return
-    data = {"csrf_token": csrf_token(page), "action": "ignore", "scope": "selected", "rowid": host.error_id, "confirmed": "1"}
-    response = client.post(ERRORS_URL + "action/", data=data)
+    data = {"csrf_token": csrf_token(page), "action": "ignore", "scope": "selected", "rowid": host.error_id}
+    confirmation = client.post(ERRORS_URL + "action/", data=data)
+    response = client.post(ERRORS_URL + "action/", data={**data, "confirmed": "1"})
     details = client.get(ERRORS_URL + f"details/?id={host.error_id}").get_data(as_text=True)
 
-    assert (shown, response.status_code) == ([], 302)
+    assert (shown, confirmation.status_code, response.status_code) == ([], 200, 302)
+    assert "Ignore 1 sync error?" in confirmation.get_data(as_text=True)
     assert "badge-secondary" in details  # the Ignored badge
+
+
+def test_unknown_things_are_404_pages_inside_every_console(host: RunningHost) -> None:
+    client = host.client(signed_in=True)
+
+    pages = [client.get(STATUS_URL + "details/Nope"), client.get(ERRORS_URL + f"details/?id={host.error_id + 1000}")]
+
+    texts = [page.get_data(as_text=True) for page in pages]
+    assert [page.status_code for page in pages] == [404, 404]
+    assert [("ds-not-found" in text, "Microsoft Dynamics" in text) for text in texts] == [(True, True)] * 2  # in the console
 
 
 # -- an app factory, called three times in one process ------------------------------------------

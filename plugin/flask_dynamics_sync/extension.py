@@ -337,7 +337,8 @@ class DynamicsSync:
     ) -> None:
         """Put a changed record in the queue, coalescing with a row already waiting.
 
-        Runs in ``session`` (default: the host's ``db.session``) and does not
+        Runs in ``session`` (default: the host's session, ``db.session`` or the one given to
+        :meth:`init_app`) and does not
         commit: the change and its queue row commit or roll back together.
         An update on a pending insert stays one pending insert; the record
         keeps the time it started waiting.

@@ -21,10 +21,11 @@ class Campaign(db.Model):
 
 
 def create_app(database_url: str) -> Flask:
-    app = Flask(__name__, template_folder=os.path.join(os.path.dirname(__file__), "templates"))
+    here = os.path.dirname(__file__)
+    app = Flask(__name__, template_folder=os.path.join(here, "templates"), static_folder=os.path.join(here, "static"))
     app.config.update(SECRET_KEY="marketing-secret", SQLALCHEMY_DATABASE_URI=database_url)
     db.init_app(app)
-    admin = Admin(app, name="Marketing", theme=Bootstrap4Theme(base_template="backoffice/base.html", swatch="flatly"))
+    admin = Admin(app, name="Marketing", theme=Bootstrap4Theme(base_template="backoffice/base.html"))
     admin.add_view(ModelView(Campaign, db.session))
     DynamicsSync().init_app(app, admin=admin, db=db)
     with app.app_context():
