@@ -239,3 +239,21 @@ def test_init_app_takes_an_engine_without_a_session(sqlite_url):
 def test_init_app_refuses_a_database_it_cannot_use(kwargs, message):
     with pytest.raises(TypeError, match=message):
         DynamicsSync().init_app(Flask("host"), **kwargs)
+
+
+def test_a_factory_may_call_sync_init_app_before_admin_init_app(sqlite_url):
+    admin = Admin()
+    sync = DynamicsSync(can_act=lambda: True)
+    apps = []
+    for n in range(2):
+        app = Flask(f"host_{n}")
+        app.config["SQLALCHEMY_DATABASE_URI"] = sqlite_url
+        sync.init_app(app, admin=admin, db=SQLAlchemy(app))
+        admin.init_app(app)
+        apps.append(app)
+
+    assert [app.test_client().get("/admin/dynamics/errors/").status_code for app in apps] == [200, 200]
+    assert [str(child.name) for child in admin.get_category_menu_item("Microsoft Dynamics").get_children()] == [
+        "Sync Status",
+        "Sync Errors",
+    ]

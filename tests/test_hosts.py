@@ -20,9 +20,11 @@ from collections.abc import Iterator
 from urllib.parse import unquote
 
 import pytest
+import sqlalchemy as sa
 from flask import Flask
 
 from flask_dynamics_sync.errors import AccessPolicyWarning
+from flask_dynamics_sync.models import SyncError
 
 from .conftest import page_text
 
@@ -83,9 +85,6 @@ def plugin_requests(app: Flask, error_id: int) -> list[PluginRequest]:
 
 def record_a_failed_sync(app: Flask) -> int:
     """A parked Lead L-1 and its open sync error, through the recording API; returns the error's id."""
-    import sqlalchemy as sa
-
-    from flask_dynamics_sync.models import SyncError
 
     sync = app.extensions["dynamics_sync"].extension
     with app.app_context():
@@ -106,6 +105,19 @@ def answer(response: t.Any) -> tuple[int, str | None]:
 def answers(client: t.Any, requests: list[PluginRequest]) -> dict[str, tuple[int, str | None]]:
     """``{"GET /url": (status, Location)}`` for each request."""
     return {f"{r.method} {r.url}": answer(client.open(r.url, method=r.method)) for r in requests}
+
+
+def status_codes(client: t.Any, requests: list[PluginRequest]) -> dict[str, int]:
+    """``{"GET /url": status}`` for each request."""
+    return {key: status for key, (status, _location) in answers(client, requests).items()}
+
+
+def expected_codes(requests: list[PluginRequest], *, actions_off: bool = False) -> dict[str, int]:
+    """What :data:`ANSWERS` says each request gets (403 for the action when the host leaves actions off)."""
+    return {
+        f"{r.method} {r.url}": 403 if actions_off and r.endpoint.endswith(".action_view") else ANSWERS[r.endpoint]
+        for r in requests
+    }
 
 
 def menu_links(html: str) -> dict[str, int]:
@@ -238,14 +250,10 @@ def test_the_menu_shows_each_plugin_view_once(host: RunningHost) -> None:
 
 def test_every_plugin_url_answers_the_hosts_staff(host: RunningHost) -> None:
     requests = plugin_requests(host.app, host.error_id)
-    expected = {
-        f"{r.method} {r.url}": 403 if r.endpoint.endswith(".action_view") and host.kind.actions_off else ANSWERS[r.endpoint]
-        for r in requests
-    }
 
-    got = answers(host.client(signed_in=True), requests)
+    got = status_codes(host.client(signed_in=True), requests)
 
-    assert {key: status for key, (status, _location) in got.items()} == expected
+    assert got == expected_codes(requests, actions_off=bool(host.kind.actions_off))
 
 
 @pytest.mark.parametrize("host", GUARDED, indirect=True)
@@ -311,10 +319,7 @@ def test_three_apps_from_one_factory_each_serve_every_plugin_url(tmp_path: t.Any
 
     for app, error_id in zip(apps, error_ids):
         requests = plugin_requests(app, error_id)
-        got = answers(app.test_client(), requests)
-        assert {key: status for key, (status, _location) in got.items()} == {
-            f"{r.method} {r.url}": ANSWERS[r.endpoint] for r in requests
-        }
+        assert status_codes(app.test_client(), requests) == expected_codes(requests)
 
 
 def test_three_apps_from_one_factory_each_show_each_plugin_view_once(tmp_path: t.Any) -> None:
@@ -350,11 +355,9 @@ def logistics(empty_db_url: str) -> Iterator[Flask]:
 def test_a_plain_sqlalchemy_host_serves_every_plugin_url(logistics: Flask) -> None:
     requests = plugin_requests(logistics, record_a_failed_sync(logistics))
 
-    got = answers(logistics.test_client(), requests)
+    got = status_codes(logistics.test_client(), requests)
 
-    assert {key: status for key, (status, _location) in got.items()} == {
-        f"{r.method} {r.url}": ANSWERS[r.endpoint] for r in requests
-    }
+    assert got == expected_codes(requests)
     assert logistics.test_client().get("/admin/shipment/").status_code == 200
 
 
@@ -388,7 +391,9 @@ def test_a_plain_sqlalchemy_hosts_actions_run_in_its_database(logistics: Flask) 
 # -- Flask-Migrate: the host's own flask db migrate --------------------------------------------------
 
 
-def test_the_hosts_flask_db_migrate_never_touches_the_plugins_tables(empty_db_url: str, tmp_path: t.Any) -> None:
+@pytest.fixture
+def procurement(empty_db_url: str, tmp_path: t.Any) -> Iterator[Flask]:
+    """The Flask-Migrate host after its deployment steps: its own migrations and the plugin's (each backend)."""
     app = migrate_host.create_app(empty_db_url, str(tmp_path / "migrations"))
     runner = app.test_cli_runner()
     steps = [
@@ -400,36 +405,30 @@ def test_the_hosts_flask_db_migrate_never_touches_the_plugins_tables(empty_db_ur
     for args in steps:
         result = runner.invoke(args=args)
         assert result.exit_code == 0, (args, result.output, result.exception)
+    yield app
+    with app.app_context():
+        app.extensions["dynamics_sync"].extension.engine.dispose()
+
+
+def test_the_hosts_flask_db_migrate_never_touches_the_plugins_tables(procurement: Flask, tmp_path: t.Any) -> None:
     [revision] = (tmp_path / "migrations" / "versions").glob("*_suppliers.py")
 
-    again = runner.invoke(args=["db", "migrate", "-m", "nothing"])
+    again = procurement.test_cli_runner().invoke(args=["db", "migrate", "-m", "nothing"])
 
     source = revision.read_text()
     assert "op.create_table('supplier'" in source and "dynamics_sync" not in source
     assert (again.exit_code, "No changes in schema detected." in again.output) == (0, True)
-    with app.app_context():
-        engine = app.extensions["dynamics_sync"].extension.engine
-        import sqlalchemy as sa
-
-        tables = set(sa.inspect(engine).get_table_names())
-        engine.dispose()
+    with procurement.app_context():
+        tables = set(sa.inspect(procurement.extensions["dynamics_sync"].extension.engine).get_table_names())
     assert {"supplier", "alembic_version", "dynamics_sync_queue", "dynamics_sync_alembic_version"} <= tables
 
 
-def test_the_migrate_hosts_pages_work_after_its_upgrade(empty_db_url: str, tmp_path: t.Any) -> None:
-    app = migrate_host.create_app(empty_db_url, str(tmp_path / "migrations"))
-    runner = app.test_cli_runner()
-    for args in (["db", "init"], ["dynamics-sync", "db", "upgrade"], ["db", "migrate"], ["db", "upgrade"]):
-        assert runner.invoke(args=args).exit_code == 0
-    requests = plugin_requests(app, record_a_failed_sync(app))
+def test_the_migrate_hosts_pages_work_after_its_upgrade(procurement: Flask) -> None:
+    requests = plugin_requests(procurement, record_a_failed_sync(procurement))
 
-    got = answers(app.test_client(), requests)
+    got = status_codes(procurement.test_client(), requests)
 
-    assert {key: status for key, (status, _location) in got.items()} == {
-        f"{r.method} {r.url}": ANSWERS[r.endpoint] for r in requests
-    }
-    with app.app_context():
-        app.extensions["dynamics_sync"].extension.engine.dispose()
+    assert got == expected_codes(requests)
 
 
 # -- a custom base template and regional locales ---------------------------------------------------

@@ -89,7 +89,7 @@ def _with_host_hook(host_hook: t.Callable[..., bool] | None) -> t.Callable[..., 
 def _configure_host_autogenerate(config: Config) -> Config:
     """Flask-Migrate ``configure`` callback: the host's ``flask db`` commands leave the plugin's tables out."""
     migrate_state = current_app.extensions.get("migrate")
-    if migrate_state is not None:
+    if migrate_state is not None and "dynamics_sync" in current_app.extensions:  # one Migrate may serve other apps
         args = migrate_state.configure_args  # what the host's env.py passes to context.configure
         args["include_object"] = _with_host_hook(args.get("include_object"))
     return config
