@@ -1,5 +1,7 @@
 """Flask-Dynamics-Sync: a Microsoft Dynamics sync status console for Flask-Admin."""
 
+from .dataverse import DataverseMapping
+from .dataverse import Lookup
 from .errors import ClaimLostError
 from .errors import DynamicsSyncError
 from .errors import NotInitializedError
@@ -16,10 +18,12 @@ __all__ = [
     "Change",
     "ClaimLostError",
     "ClaimedRecord",
+    "DataverseMapping",
     "Direction",
     "DynamicsSync",
     "DynamicsSyncError",
     "ErrorState",
+    "Lookup",
     "NotInitializedError",
     "Operation",
     "QueueState",

@@ -132,6 +132,51 @@ def run_scheduler_command() -> None:
     click.echo("Scheduler stopped.")
 
 
+@cli_group.command("worker")
+@click.option("--once", is_flag=True, help="Run one cycle (claim, send, report) and exit.")
+@click.option("--batch-size", type=click.IntRange(1, 1000), help="Records per request (default DYNAMICS_SYNC_DATAVERSE_BATCH_SIZE).")
+@click.option("--in-flight", type=click.IntRange(1, 64), help="Requests in flight (default DYNAMICS_SYNC_DATAVERSE_IN_FLIGHT).")
+@click.option("--claim-size", type=click.IntRange(1, 10000), help="Records claimed per cycle (default DYNAMICS_SYNC_WORKER_CLAIM_SIZE).")
+@click.option("--lease", "lease_seconds", type=click.IntRange(1), help="Seconds a claim lasts (default DYNAMICS_SYNC_CLAIM_TIMEOUT).")
+@with_appcontext
+def worker_command(
+    once: bool, batch_size: int | None, in_flight: int | None, claim_size: int | None, lease_seconds: int | None
+) -> None:
+    """Send the queue's records to Dataverse until stopped (Ctrl+C, SIGTERM).
+
+    Claims records of the object types tracked with a Dataverse mapping, upserts
+    them by key and reports each one synced or failed (with Dataverse's code and
+    message). Run as many workers as you like, on as many machines: they share
+    the queue safely. On SIGTERM the batch in flight is finished and reported,
+    then the worker exits.
+    """
+    import signal
+    import threading
+
+    from .dataverse.worker import SyncWorker
+
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    worker = SyncWorker(
+        app, batch_size=batch_size, in_flight=in_flight, claim_size=claim_size, lease_seconds=lease_seconds
+    )
+    try:
+        if once:
+            click.echo(f"Worker: {worker.run_once()}.")
+            return
+        stop = threading.Event()
+
+        def request_stop(signum: int, frame: object) -> None:
+            stop.set()
+
+        signal.signal(signal.SIGTERM, request_stop)
+        signal.signal(signal.SIGINT, request_stop)
+        click.echo(f"Worker {worker.stats.worker_id if worker.stats else ''} running; Ctrl+C to stop.")
+        worker.run(stop)
+    finally:
+        worker.close()
+    click.echo("Worker stopped.")
+
+
 @cli_group.command("jobs")
 @with_appcontext
 def jobs_command() -> None:

@@ -23,6 +23,11 @@ from .clock import utcnow
 from .config import Settings
 from .config import load_settings
 from .database import dialect_family
+from .dataverse.mapping import BoundMapping
+from .dataverse.mapping import DataverseMapping
+from .dataverse.mapping import bind_mappings
+from .dataverse.settings import ConnectorSettings
+from .dataverse.settings import load_connector_settings
 from .errors import AccessPolicyWarning
 from .errors import NotInitializedError
 from .host_database import HostDatabase
@@ -66,8 +71,11 @@ class AppState:
     settings: Settings
     database: HostDatabase
     recorder: Recorder
+    connector: ConnectorSettings
     views: list[BaseView] = dataclasses.field(default_factory=list)
     scheduler: t.Any = None
+    worker: t.Any = None
+    """The sync worker the scheduler runs (``DYNAMICS_SYNC_WORKER_IN_SCHEDULER``)."""
 
 
 class DynamicsSync:
@@ -145,6 +153,8 @@ class DynamicsSync:
             )
         database = host_database(app, db, engine, session)
         settings = load_settings(app.config)
+        connector = load_connector_settings(app.config)
+        bind_mappings(self._trackings, settings.objects)  # mapping mistakes surface now, not at 3 a.m.
         state = AppState(
             extension=self,
             settings=settings,
@@ -155,6 +165,7 @@ class DynamicsSync:
                 get_session=database.get_session,
                 clock=lambda: self.clock(),
             ),
+            connector=connector,
         )
         app.extensions[EXTENSION_KEY] = state
         app.register_blueprint(
@@ -409,22 +420,40 @@ class DynamicsSync:
         label: str | Callable[[t.Any], t.Any] | None = None,
         direction: Direction | str | None = None,
         fields: Iterable[str] | None = None,
+        dataverse: DataverseMapping | None = None,
     ) -> Tracking:
         """Enqueue ``model``'s ORM inserts and updates automatically, in the same transaction.
 
         :param record_id: attribute name or callable giving the record id (default: the primary key).
         :param label: attribute name or callable giving the label shown in the views.
         :param fields: only updates to these columns enqueue (default: any column).
+        :param dataverse: where the connector's worker sends the records (see ``docs/connector.md``).
+        :raises flask_dynamics_sync.dataverse.MappingError: a mapping that cannot work.
         """
         try:
-            validate_object_type(self._state().settings, object_type)
+            settings: Settings | None = self._state().settings
         except NotInitializedError:
-            pass  # declared before init_app: checked at the first write instead
+            settings = None  # declared before init_app: checked there (and at the first write)
+        if settings is not None:
+            validate_object_type(settings, object_type)
         tracking = track(
-            self, model, object_type, record_id=record_id, label=label, direction=direction, fields=fields
+            self,
+            model,
+            object_type,
+            record_id=record_id,
+            label=label,
+            direction=direction,
+            fields=fields,
+            dataverse=dataverse,
         )
+        if settings is not None and dataverse is not None:
+            bind_mappings([*self._trackings, tracking], settings.objects)
         self._trackings.append(tracking)
         return tracking
+
+    def dataverse_mappings(self) -> dict[str, BoundMapping]:
+        """The tracked models' Dataverse mappings by object type (checked against each other)."""
+        return bind_mappings(self._trackings, self._state().settings.objects)
 
     def dialect(self) -> str:
         """The database family in use: ``sqlite``, ``postgresql`` or ``mysql``."""

@@ -216,6 +216,29 @@ class JobState(Base):
     watermark: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
 
 
+class WorkerState(Base):
+    """One sync worker process's figures, written after each of its cycles.
+
+    Every worker process (on any machine) keeps its own row, so the figures of
+    all of them add up in the status JSON and the Prometheus metrics without any
+    other channel between processes. Counters only grow while the row lives.
+    """
+
+    __tablename__ = TABLE_PREFIX + "worker"
+    __table_args__ = (sa.Index(None, "heartbeat_at"), TABLE_OPTIONS)
+
+    worker_id: Mapped[str] = mapped_column(sa.String(128), primary_key=True)
+    started_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
+    heartbeat_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
+    stopped_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
+    requests: Mapped[int] = mapped_column(sa.BigInteger)
+    throttled: Mapped[int] = mapped_column(sa.BigInteger)
+    retries: Mapped[int] = mapped_column(sa.BigInteger)
+    token_refreshes: Mapped[int] = mapped_column(sa.BigInteger)
+    records_synced: Mapped[int] = mapped_column(sa.BigInteger)
+    records_failed: Mapped[int] = mapped_column(sa.BigInteger)
+    records_per_second: Mapped[float] = mapped_column(sa.Double)
+
 # Core tables, for SQL expressions. (Declarative types ``__table__`` as any FromClause.)
 queue_table = t.cast(sa.Table, QueueItem.__table__)
 event_table = t.cast(sa.Table, SyncEvent.__table__)

@@ -18,6 +18,7 @@ from sqlalchemy.engine import Connection
 
 from . import status_data
 from .config import Settings
+from .dataverse.stats import WorkerFigures
 from .types import Direction
 from .types import Operation
 
@@ -152,3 +153,21 @@ def status_families(conn: Connection, settings: Settings, now: dt.datetime) -> l
             )
         )
     return families
+
+
+def worker_families(figures: WorkerFigures) -> list[MetricFamily]:
+    """The sync workers' figures, summed over every worker process (see :mod:`.dataverse.stats`)."""
+
+    def one(name: str, help: str, type: str, value: float) -> MetricFamily:
+        return MetricFamily(PREFIX + name, help, type, [Sample({}, value)])
+
+    return [
+        one("worker_active", "Sync workers that reported in the last two minutes.", "gauge", figures.active_workers),
+        one("worker_requests_total", "Web API requests sent by the sync workers.", "counter", figures.requests),
+        one("worker_throttled_total", "Requests answered 429 (service protection limits).", "counter", figures.throttled),
+        one("worker_retries_total", "Requests sent again after a timeout, a dropped connection or a 502/503/504.", "counter", figures.retries),
+        one("worker_token_refreshes_total", "Tokens refreshed after a 401.", "counter", figures.token_refreshes),
+        one("worker_records_synced_total", "Records the sync workers reported synced.", "counter", figures.records_synced),
+        one("worker_records_failed_total", "Records the sync workers reported failed.", "counter", figures.records_failed),
+        one("worker_records_per_second", "Records per second over the last minute, all active workers.", "gauge", figures.records_per_second),
+    ]

@@ -48,6 +48,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.schedulers.base import BaseScheduler
 from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.interval import IntervalTrigger
 from flask import Flask
 
 from .config import Settings
@@ -352,6 +353,31 @@ def _announce_safely(app: Flask) -> None:
         logger.warning("Flask-Dynamics-Sync could not write the jobs' next run times", exc_info=True)
 
 
+# -- the sync worker, for hosts that run it inside the scheduler ---------------------
+
+WORKER_JOB = "worker"
+
+
+def run_worker_cycles(app: Flask) -> int:
+    """Run worker cycles until the queue has nothing more for now; the records handled.
+
+    The scheduler calls this every ``DYNAMICS_SYNC_WORKER_POLL_SECONDS`` when
+    ``DYNAMICS_SYNC_WORKER_IN_SCHEDULER`` is on; no lease is needed: workers
+    share the queue through its claims.
+    """
+    from .dataverse.worker import SyncWorker
+
+    state = _state(app)
+    if state.worker is None:
+        state.worker = SyncWorker(app)
+    handled = 0
+    while True:
+        report = state.worker.run_once()
+        handled += report.claimed
+        if report.claimed < state.worker.claim_size:
+            return handled
+
+
 # -- the scheduler ----------------------------------------------------------------
 
 
@@ -380,6 +406,18 @@ def build_scheduler(app: Flask, *, blocking: bool = False) -> BaseScheduler:
             coalesce=spec.coalesce,
             max_instances=spec.max_instances,
             replace_existing=True,
+        )
+    connector = _state(app).connector
+    if connector.worker_in_scheduler and connector.configured:
+        scheduler.add_job(
+            run_worker_cycles,
+            trigger=IntervalTrigger(seconds=connector.poll_seconds, timezone=UTC),
+            args=(app,),
+            id=WORKER_JOB,
+            name="Dataverse sync worker",
+            coalesce=True,
+            max_instances=1,
+            misfire_grace_time=None,
         )
     scheduler.add_job(
         _announce_safely, args=(app,), id="announce", name="Write the jobs' next run times", misfire_grace_time=None

@@ -21,6 +21,7 @@ from .types import Direction
 from .types import Operation
 
 if t.TYPE_CHECKING:
+    from .dataverse.mapping import DataverseMapping
     from .extension import DynamicsSync
 
 ValueGetter = Callable[[t.Any], t.Any]
@@ -36,6 +37,10 @@ class Tracking:
     label: ValueGetter | None
     direction: Direction | None
     fields: frozenset[str] | None
+    record_id_spec: str | ValueGetter | None = None
+    """What ``track(record_id=…)`` got (None: the primary key)."""
+    dataverse: DataverseMapping | None = None
+    """Where the connector's worker sends the records (None: the host syncs them itself)."""
     listeners: dict[str, Callable[..., None]] = dataclasses.field(default_factory=dict, compare=False)
 
     def remove(self) -> None:
@@ -98,6 +103,7 @@ def track(
     label: str | ValueGetter | None = None,
     direction: Direction | str | None = None,
     fields: Iterable[str] | None = None,
+    dataverse: DataverseMapping | None = None,
 ) -> Tracking:
     """Listen to ``model``'s inserts and updates; see :meth:`DynamicsSync.track`."""
     from .recorder import validate_direction
@@ -113,7 +119,13 @@ def track(
         label=_getter(label, None),
         direction=validate_direction(direction) if direction is not None else None,
         fields=frozenset(fields) if fields is not None else None,
+        record_id_spec=record_id,
+        dataverse=dataverse,
     )
+    if dataverse is not None:
+        from .dataverse.mapping import check_mapping
+
+        check_mapping(tracking, dataverse)
 
     def after_insert(mapper: Mapper[t.Any], connection: Connection, target: t.Any) -> None:
         sync.enqueue_many([tracking.change(target, Operation.INSERT)], session=connection)

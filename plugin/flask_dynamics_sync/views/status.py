@@ -37,6 +37,7 @@ from ..chart import ChartSeries
 from ..chart import render_bar_chart
 from ..chart import render_legend
 from ..clock import HOUR
+from ..dataverse.stats import read_figures as read_worker_figures
 from ..i18n import gettext
 from ..i18n import lazy_gettext
 from ..recorder import storable
@@ -214,16 +215,20 @@ class SyncStatusView(PluginViewMixin, BaseView):
 
     @expose("/json")
     def json(self) -> Response:
+        now = self.sync.now()
         with self.sync.engine.connect() as conn:
-            report = status_data.status_report(conn, self.sync.settings, self.sync.now())
-        response = jsonify(status_data.report_jsonable(report))
+            report = status_data.status_report(conn, self.sync.settings, now)
+            workers = read_worker_figures(conn, now)
+        response = jsonify({**status_data.report_jsonable(report), "worker": status_data.to_jsonable(workers)})
         response.cache_control.no_store = True
         return response
 
     @expose("/metrics")
     def metrics(self) -> Response:
         with self.sync.engine.connect() as conn:
-            families = prometheus.status_families(conn, self.sync.settings, self.sync.now())
+            now = self.sync.now()
+            families = prometheus.status_families(conn, self.sync.settings, now)
+            families += prometheus.worker_families(read_worker_figures(conn, now))
         response = Response(prometheus.render(families), content_type=prometheus.CONTENT_TYPE)
         response.cache_control.no_store = True
         return response

@@ -1,0 +1,7 @@
+"""The Dataverse connector: mappings, the Web API client and the sync worker (see ``docs/connector.md``)."""
+
+from .mapping import DataverseMapping
+from .mapping import Lookup
+from .mapping import MappingError
+
+__all__ = ["DataverseMapping", "Lookup", "MappingError"]
