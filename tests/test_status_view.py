@@ -298,7 +298,7 @@ def test_json_serves_the_same_figures(get, sync):
     assert response.mimetype == "application/json"
     assert response.headers["Cache-Control"] == "no-store"
     with sync.engine.connect() as conn:
-        expected = status_data.report_jsonable(status_data.status_report(conn, sync.settings, sync.now()))
+        expected = status_data.status_document(conn, sync.settings, sync.now())
     assert response.get_json() == expected
 
 

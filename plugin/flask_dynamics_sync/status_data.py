@@ -742,3 +742,11 @@ def report_jsonable(report: StatusReport) -> dict[str, t.Any]:
         },
         "history": history_jsonable(report.history),
     }
+
+
+def status_document(conn: Connection, settings: Settings, now: dt.datetime) -> dict[str, t.Any]:
+    """The whole JSON document of the status view: the report and the sync workers' figures."""
+    from .dataverse.stats import read_figures
+
+    report = status_report(conn, settings, now)
+    return {**report_jsonable(report), "worker": to_jsonable(read_figures(conn, now))}

@@ -215,11 +215,9 @@ class SyncStatusView(PluginViewMixin, BaseView):
 
     @expose("/json")
     def json(self) -> Response:
-        now = self.sync.now()
         with self.sync.engine.connect() as conn:
-            report = status_data.status_report(conn, self.sync.settings, now)
-            workers = read_worker_figures(conn, now)
-        response = jsonify({**status_data.report_jsonable(report), "worker": status_data.to_jsonable(workers)})
+            document = status_data.status_document(conn, self.sync.settings, self.sync.now())
+        response = jsonify(document)
         response.cache_control.no_store = True
         return response
 
