@@ -97,6 +97,20 @@ class CallableTokenProvider:
         return value
 
 
+def _session_trusting(ca_bundle: str) -> t.Any:
+    """A ``requests`` session for MSAL that trusts ``ca_bundle``.
+
+    With ``trust_env`` on, requests would let ``REQUESTS_CA_BUNDLE``/``CURL_CA_BUNDLE``
+    replace a session's own CA bundle, so the environment is not consulted (nor its proxies).
+    """
+    import requests
+
+    session = requests.Session()
+    session.verify = ca_bundle
+    session.trust_env = False
+    return session
+
+
 def token_provider(settings: ConnectorSettings, **msal_options: t.Any) -> TokenProvider:
     """The token provider the settings describe (the host's callable wins)."""
     if settings.token is not None:
@@ -105,9 +119,12 @@ def token_provider(settings: ConnectorSettings, **msal_options: t.Any) -> TokenP
     assert settings.client_id and credential, "checked by load_connector_settings"
     if settings.authority:
         msal_options.setdefault("instance_discovery", False)
+    if isinstance(settings.verify, str):
+        msal_options.setdefault("http_client", _session_trusting(settings.verify))
+    else:
+        msal_options.setdefault("verify", settings.verify)
     return MsalTokenProvider(
         client_id=settings.client_id,
-        verify=settings.verify,
         credential=credential,
         scope=settings.scope,
         tenant=settings.tenant,

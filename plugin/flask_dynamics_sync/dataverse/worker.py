@@ -85,9 +85,11 @@ def result_of_transient(error: TransientError) -> Result:
 
 @dataclasses.dataclass
 class Item:
-    """One claimed record ready to send."""
+    """One record ready to send: a claimed one, or a lookup target sent first (``record`` None)."""
 
-    record: ClaimedRecord
+    key: t.Hashable
+    """The claimed record's queue id; for a lookup target, its object type and identity."""
+    record: ClaimedRecord | None
     mapping: BoundMapping
     request: ApiRequest
     target: dict[str, t.Any]
@@ -167,7 +169,7 @@ class SyncWorker:
                 if self.stats is not None:
                     self.stats.flush(0, 0)
                 return CycleReport(0, 0, 0, 0)
-            results: dict[int, Result] = {}
+            results: dict[t.Hashable, Result] = {}
             try:
                 items = self._prepare(claimed, results)
             finally:
@@ -175,12 +177,12 @@ class SyncWorker:
             self._send(items, results)
             return self._report(claimed, results)
 
-    def _prepare(self, claimed: Sequence[ClaimedRecord], results: dict[int, Result]) -> list[Item]:
+    def _prepare(self, claimed: Sequence[ClaimedRecord], results: dict[t.Hashable, Result]) -> list[Item]:
         session = self.db.session
         by_type: dict[str, list[ClaimedRecord]] = collections.defaultdict(list)
         for record in claimed:
             by_type[record.object_type].append(record)
-        loaded: list[tuple[ClaimedRecord, BoundMapping, t.Any]] = []
+        loaded: list[tuple[ClaimedRecord | None, BoundMapping, t.Any]] = []
         for object_type, records in by_type.items():
             mapping = self.mappings[object_type]
             objects = mapping.load(session, [r.record_id for r in records])
@@ -193,12 +195,23 @@ class SyncWorker:
                 else:
                     loaded.append((record, mapping, obj))
         self._assign_ids(session, loaded)
+        # Lookup targets are upserted first, so that every @odata.bind finds its row even when
+        # the target's own queue row is in another batch (it is sent again then: an upsert).
+        claimed_keys = {(mapping.object_type, sa.inspect(obj).identity) for _, mapping, obj in loaded}
+        targets: dict[t.Hashable, tuple[None, BoundMapping, t.Any]] = {}
+        for _, mapping, obj in loaded:
+            for object_type, other in mapping.related(obj):
+                key = (object_type, sa.inspect(other).identity)
+                if key not in claimed_keys:
+                    targets[key] = (None, self.mappings[object_type], other)
         items = []
-        for record, mapping, obj in loaded:
+        for record, mapping, obj in [*targets.values(), *loaded]:
+            key = record.queue_id if record is not None else (mapping.object_type, sa.inspect(obj).identity)
             try:
                 payload = mapping.payload(obj, self.mappings)
                 items.append(
                     Item(
+                        key,
                         record,
                         mapping,
                         ApiRequest("PATCH", mapping.key_segment(obj), payload),
@@ -210,11 +223,11 @@ class SyncWorker:
                     )
                 )
             except Exception as exc:  # noqa: BLE001 - the host's mapping code: the record fails, the batch goes on
-                logger.warning("Dataverse payload of %s %s failed", record.object_type, record.record_id, exc_info=True)
-                results[record.queue_id] = Result(False, PAYLOAD_ERROR, f"{type(exc).__name__}: {exc}")
+                logger.warning("Dataverse payload of %s %s failed", mapping.object_type, key, exc_info=True)
+                results[key] = Result(False, PAYLOAD_ERROR, f"{type(exc).__name__}: {exc}")
         return items
 
-    def _assign_ids(self, session: t.Any, loaded: Sequence[tuple[ClaimedRecord, BoundMapping, t.Any]]) -> None:
+    def _assign_ids(self, session: t.Any, loaded: Sequence[tuple[ClaimedRecord | None, BoundMapping, t.Any]]) -> None:
         """Give every record (and lookup target) of an ``id_column`` mapping its Dataverse id, committed first."""
         needing: dict[tuple[str, t.Any], tuple[BoundMapping, t.Any]] = {}
         for _, mapping, obj in loaded:
@@ -239,10 +252,10 @@ class SyncWorker:
 
     # -- sending ---------------------------------------------------------------------------
 
-    def _send(self, items: Sequence[Item], results: dict[int, Result]) -> None:
+    def _send(self, items: Sequence[Item], results: dict[t.Hashable, Result]) -> None:
         by_type: dict[str, list[Item]] = collections.defaultdict(list)
         for item in items:
-            by_type[item.record.object_type].append(item)
+            by_type[item.mapping.object_type].append(item)
         for object_type in self.order:
             group = by_type.get(object_type)
             if not group:
@@ -251,14 +264,14 @@ class SyncWorker:
             for chunk_results in self._pool.map(self._send_chunk, chunks):
                 results.update(chunk_results)
 
-    def _send_chunk(self, items: list[Item]) -> dict[int, Result]:
+    def _send_chunk(self, items: list[Item]) -> dict[t.Hashable, Result]:
         mapping = items[0].mapping
         mode = mapping.mapping.send
         if mode == "bulk" and mapping.entity_set not in self._no_bulk:
             return self._send_bulk(mapping, items)
         if mode in ("bulk", "batch"):
             return self._send_batch(items)
-        return {item.record.queue_id: self._send_single(item) for item in items}
+        return {item.key: self._send_single(item) for item in items}
 
     def _send_single(self, item: Item) -> Result:
         try:
@@ -266,7 +279,7 @@ class SyncWorker:
         except TransientError as exc:
             return result_of_transient(exc)
 
-    def _send_bulk(self, mapping: BoundMapping, items: list[Item]) -> dict[int, Result]:
+    def _send_bulk(self, mapping: BoundMapping, items: list[Item]) -> dict[t.Hashable, Result]:
         request = ApiRequest(
             "POST",
             f"{mapping.entity_set}/Microsoft.Dynamics.CRM.UpsertMultiple",
@@ -275,9 +288,9 @@ class SyncWorker:
         try:
             answer = self.client.send(request)
         except TransientError as exc:
-            return dict.fromkeys((item.record.queue_id for item in items), result_of_transient(exc))
+            return dict.fromkeys((item.key for item in items), result_of_transient(exc))
         if answer.ok:
-            return dict.fromkeys((item.record.queue_id for item in items), SYNCED)
+            return dict.fromkeys((item.key for item in items), SYNCED)
         # A bulk message fails as a whole: $batch tells which records Dataverse refuses.
         results = self._send_batch(items)
         if all(result.ok for result in results.values()):
@@ -288,31 +301,31 @@ class SyncWorker:
                     self._no_bulk.add(mapping.entity_set)
         return results
 
-    def _send_batch(self, items: list[Item]) -> dict[int, Result]:
-        results: dict[int, Result] = {}
+    def _send_batch(self, items: list[Item]) -> dict[t.Hashable, Result]:
+        results: dict[t.Hashable, Result] = {}
         pending = items
         while pending:
             try:
                 answers = self.client.batch([item.request for item in pending])
             except TransientError as exc:
-                results.update(dict.fromkeys((item.record.queue_id for item in pending), result_of_transient(exc)))
+                results.update(dict.fromkeys((item.key for item in pending), result_of_transient(exc)))
                 break
             if not answers:
                 failure = Result(False, "BatchNotAnswered", "The $batch response held no answer.", retry=True)
-                results.update(dict.fromkeys((item.record.queue_id for item in pending), failure))
+                results.update(dict.fromkeys((item.key for item in pending), failure))
                 break
             again = []
             for item, answer in zip(pending, answers):
                 if answer.status == 429:
                     again.append(item)  # the client paused: send it in the next batch
                 else:
-                    results[item.record.queue_id] = result_of(answer)
+                    results[item.key] = result_of(answer)
             pending = again + pending[len(answers) :]  # a batch that stopped at an error: send the rest again
         return results
 
     # -- reporting -------------------------------------------------------------------------
 
-    def _report(self, claimed: Sequence[ClaimedRecord], results: dict[int, Result]) -> CycleReport:
+    def _report(self, claimed: Sequence[ClaimedRecord], results: dict[t.Hashable, Result]) -> CycleReport:
         synced = [record for record in claimed if results[record.queue_id].ok]
         if synced:
             self.sync.mark_synced(synced)

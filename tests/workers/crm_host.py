@@ -1,0 +1,137 @@
+"""A small CRM host that syncs to Dataverse through the connector, for the connector tests.
+
+Four models, one per mapping form:
+
+* ``Company`` → ``accounts``: alternate key, field mapping;
+* ``Customer`` → ``contacts``: alternate key, field mapping, a lookup to its company;
+* ``Prospect`` → ``leads``: the host stores the Dataverse id (``id_column``);
+* ``Deal`` → ``opportunities``: alternate key, a payload function, a lookup to its company.
+
+``create_app`` is an app factory for ``flask --app tests.workers.crm_host:create_app``
+(subprocess tests): it reads the database URL and the local Dataverse's address
+from ``CRM_*`` environment variables.
+"""
+
+from __future__ import annotations
+
+import os
+import typing as t
+from decimal import Decimal
+
+import sqlalchemy as sa
+from flask import Flask
+from flask_sqlalchemy import SQLAlchemy
+from sqlalchemy.orm import Mapped
+from sqlalchemy.orm import mapped_column
+from sqlalchemy.orm import relationship
+
+from flask_dynamics_sync import DataverseMapping
+from flask_dynamics_sync import DynamicsSync
+from flask_dynamics_sync import Lookup
+from flask_dynamics_sync.tracking import Tracking
+
+db = SQLAlchemy()
+
+
+class Company(db.Model):  # type: ignore[name-defined]
+    __tablename__ = "crm_company"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(sa.String(160))
+    website: Mapped[str | None] = mapped_column(sa.String(200))
+
+
+class Customer(db.Model):  # type: ignore[name-defined]
+    __tablename__ = "crm_customer"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(sa.String(100))
+    phone: Mapped[str | None] = mapped_column(sa.String(40))
+    company_id: Mapped[int | None] = mapped_column(sa.ForeignKey("crm_company.id"))
+    company: Mapped[Company | None] = relationship()
+
+
+class Prospect(db.Model):  # type: ignore[name-defined]
+    __tablename__ = "crm_prospect"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(sa.String(100))
+    status: Mapped[str] = mapped_column(sa.String(20), default="new")
+    dataverse_id: Mapped[str | None] = mapped_column(sa.String(36))
+
+
+class Deal(db.Model):  # type: ignore[name-defined]
+    __tablename__ = "crm_deal"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    title: Mapped[str] = mapped_column(sa.String(200))
+    amount: Mapped[Decimal] = mapped_column(sa.Numeric(12, 2))
+    company_id: Mapped[int | None] = mapped_column(sa.ForeignKey("crm_company.id"))
+    company: Mapped[Company | None] = relationship()
+
+
+def deal_payload(deal: Deal) -> dict[str, t.Any]:
+    """How the sales team wants a deal in Dynamics."""
+    return {"name": deal.title.strip(), "estimatedvalue": deal.amount, "description": f"Host deal #{deal.id}"}
+
+
+HOST_KEY = {"dsync_hostid": "id"}
+
+MAPPINGS: dict[type, tuple[str, DataverseMapping]] = {
+    Company: ("Account", DataverseMapping("accounts", alternate_key=HOST_KEY, fields={"name": "name", "websiteurl": "website"})),
+    Customer: (
+        "Contact",
+        DataverseMapping(
+            "contacts",
+            alternate_key=HOST_KEY,
+            fields={"fullname": "name", "telephone1": "phone"},
+            lookups={"parentcustomerid_account": Lookup("Account", "company")},
+        ),
+    ),
+    Prospect: ("Lead", DataverseMapping("leads", id_column="dataverse_id", fields={"subject": "name", "dsync_status": "status"})),
+    Deal: (
+        "Opportunity",
+        DataverseMapping(
+            "opportunities",
+            alternate_key=HOST_KEY,
+            payload=deal_payload,
+            lookups={"parentaccountid": Lookup("Account", "company")},
+        ),
+    ),
+}
+
+
+def track_all(sync: DynamicsSync, **overrides: DataverseMapping) -> list[Tracking]:
+    """Track the four models with their mappings (``overrides`` by object type, e.g. ``Contact=...``)."""
+    return [
+        sync.track(model, object_type, label="name" if hasattr(model, "name") else "title",
+                   dataverse=overrides.get(object_type, mapping))
+        for model, (object_type, mapping) in MAPPINGS.items()
+    ]
+
+
+def connector_config(url: str, ca_file: str, **extra: t.Any) -> dict[str, t.Any]:
+    """The connector settings for a local Dataverse with its default credentials."""
+    return {
+        "DYNAMICS_SYNC_DATAVERSE_URL": url,
+        "DYNAMICS_SYNC_DATAVERSE_AUTHORITY": f"{url}/local-tenant",
+        "DYNAMICS_SYNC_DATAVERSE_TENANT": "local-tenant",
+        "DYNAMICS_SYNC_DATAVERSE_CLIENT_ID": "local-client",
+        "DYNAMICS_SYNC_DATAVERSE_CLIENT_SECRET": "local-secret",
+        "DYNAMICS_SYNC_DATAVERSE_VERIFY": ca_file,
+        **extra,
+    }
+
+
+def create_app() -> Flask:
+    """The host as a separate process (``CRM_DATABASE_URL``, ``CRM_DATAVERSE_URL``, ``CRM_CA_FILE``, ``CRM_CONFIG`` JSON)."""
+    import json
+
+    app = Flask("crm_host")
+    url = os.environ["CRM_DATABASE_URL"]
+    app.config.update(SQLALCHEMY_DATABASE_URI=url, SECRET_KEY="crm-host")
+    if url.startswith("sqlite"):
+        app.config["SQLALCHEMY_ENGINE_OPTIONS"] = {"connect_args": {"timeout": 30}}
+    app.config.update(connector_config(os.environ["CRM_DATAVERSE_URL"], os.environ["CRM_CA_FILE"]))
+    app.config.update(json.loads(os.environ.get("CRM_CONFIG", "{}")))
+    db.init_app(app)
+    sync = DynamicsSync()
+    track_all(sync)
+    sync.init_app(app, db=db)
+    return app
