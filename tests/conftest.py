@@ -676,3 +676,78 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:  # no
         terminalreporter.section("database servers skipped")
         for message in sorted(set(_skipped)):
             terminalreporter.write_line(message)
+
+
+# -- the Dataverse connector ----------------------------------------------------------------
+
+#: Connector settings that keep the tests quick: short timeouts and backoffs, small batches.
+FAST_CONNECTOR = {
+    "DYNAMICS_SYNC_DATAVERSE_TIMEOUT": 2.0,
+    "DYNAMICS_SYNC_DATAVERSE_RETRY_BACKOFF": 0.01,
+    "DYNAMICS_SYNC_DATAVERSE_BATCH_SIZE": 10,
+    "DYNAMICS_SYNC_WORKER_POLL_SECONDS": 0.05,
+}
+
+
+@pytest.fixture
+def local_dataverse() -> Iterator[t.Any]:
+    """A running local Dataverse with the demo tables (accounts, contacts, leads, opportunities)."""
+    from flask_dynamics_sync.testing import LocalDataverse
+
+    with LocalDataverse() as dv:
+        yield dv
+
+
+@pytest.fixture
+def make_crm(make_app: Callable[..., Flask], local_dataverse: t.Any) -> Iterator[Callable[..., Flask]]:
+    """Build the CRM test host (tests/workers/crm_host.py) on a database, synced to the local Dataverse.
+
+    ``make_crm(url, config={...}, **mapping_overrides)``; its host tables are dropped afterwards.
+    """
+    from tests.workers import crm_host
+
+    made: list[tuple[Flask, list[t.Any]]] = []
+
+    def factory(url: str, *, config: dict[str, object] | None = None, dv: t.Any = None, **overrides: t.Any) -> Flask:
+        dv = dv or local_dataverse
+        settings = {**crm_host.connector_config(dv.url, dv.ca_file), **FAST_CONNECTOR, **(config or {})}
+        application = make_app(url, config=settings, admin=False, db=crm_host.db)
+        sync = application.extensions["dynamics_sync"].extension
+        with application.app_context():
+            trackings = crm_host.track_all(sync, **overrides)
+            crm_host.db.create_all()
+        made.append((application, trackings))
+        return application
+
+    yield factory
+    for application, trackings in made:
+        for tracking in trackings:
+            tracking.remove()
+        with application.app_context():
+            crm_host.db.session.remove()
+            crm_host.db.drop_all()
+
+
+@pytest.fixture
+def crm(make_crm: Callable[..., Flask], db_url: str) -> Iterator[Flask]:
+    """The CRM host on each backend, inside an application context."""
+    application = make_crm(db_url)
+    with application.app_context():
+        yield application
+
+
+@pytest.fixture
+def make_worker(make_app: Callable[..., Flask]) -> Iterator[Callable[..., t.Any]]:
+    """``make_worker(app, **options)``: a :class:`SyncWorker`, closed after the test."""
+    from flask_dynamics_sync.dataverse.worker import SyncWorker
+
+    workers: list[SyncWorker] = []
+
+    def factory(application: Flask, **options: t.Any) -> SyncWorker:
+        worker = SyncWorker(application, **options)
+        workers.append(worker)
+        return worker
+
+    yield factory
+    for worker in workers:
+        worker.close()

@@ -71,7 +71,7 @@ class MsalTokenProvider:
         with self._lock:
             if force_refresh:
                 cache = self._app.token_cache
-                for entry in cache.search(cache.CredentialType.ACCESS_TOKEN):
+                for entry in list(cache.search(cache.CredentialType.ACCESS_TOKEN)):
                     cache.remove_at(entry)
             result = self._app.acquire_token_for_client(scopes=self._scopes)
         if "access_token" not in result:
