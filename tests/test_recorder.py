@@ -179,6 +179,19 @@ def test_mark_synced_removes_from_queue_and_appends_an_event(sync, db, clock):
     )
 
 
+def test_a_record_synced_after_weeks_records_the_longest_latency_the_column_holds(sync, db, clock):
+    sync.enqueue("Lead", "1", "insert")
+    db.session.commit()
+    [record] = sync.claim()
+    clock.advance(days=30)  # e.g. parked, then retried by an operator a month later
+
+    outcome = sync.mark_synced(record)
+
+    assert outcome.synced == 1
+    with db.engine.connect() as conn:
+        assert conn.scalar(sa.select(SyncEvent.latency_ms)) == 2**31 - 1
+
+
 def test_a_change_while_in_flight_waits_again_as_an_update(sync, db, clock):
     sync.enqueue("Lead", "1", "insert")
     db.session.commit()

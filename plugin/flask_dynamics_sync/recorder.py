@@ -296,6 +296,15 @@ class _DriverUpsert:
         return result
 
 
+#: The latency column is an INTEGER: a record that waited longer (24.8 days, e.g. parked
+#: and retried weeks later) is recorded with this value instead of failing mark_synced.
+MAX_LATENCY_MS = 2**31 - 1
+
+
+def _latency_ms(now: dt.datetime, queued_at: dt.datetime) -> int:
+    return min(MAX_LATENCY_MS, max(0, int((now - queued_at).total_seconds() * 1000)))
+
+
 class Recorder:
     """Queue, success and failure recording for one application."""
 
@@ -482,7 +491,7 @@ class Recorder:
                         "operation": r.operation.value,
                         "direction": r.direction.value,
                         "synced_at": now,
-                        "latency_ms": max(0, int((now - r.queued_at).total_seconds() * 1000)),
+                        "latency_ms": _latency_ms(now, r.queued_at),
                     }
                     for r in claimed
                 ],

@@ -105,6 +105,9 @@ class CycleReport:
     failed: int
     parked: int
 
+    def __str__(self) -> str:
+        return f"claimed {self.claimed}, synced {self.synced}, failed {self.failed} (parked {self.parked})"
+
 
 class SyncWorker:
     """Sends the queue's records to Dataverse for one application.
