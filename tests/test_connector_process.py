@@ -28,17 +28,20 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 API = "/api/data/v9.2/"
 
 
-def start_worker(db_url: str, dv: t.Any, config: dict[str, t.Any], *args: str) -> subprocess.Popen[str]:
-    env = {
+def crm_environment(db_url: str, dv: t.Any, config: dict[str, t.Any]) -> dict[str, str]:
+    return {
         **os.environ,
         "CRM_DATABASE_URL": db_url,
         "CRM_DATAVERSE_URL": dv.url,
         "CRM_CA_FILE": dv.ca_file,
         "CRM_CONFIG": json.dumps(config),
     }
+
+
+def start_worker(db_url: str, dv: t.Any, config: dict[str, t.Any], *args: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-m", "flask", "--app", "tests.workers.crm_host:create_app", "dynamics-sync", "worker", *args],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=ROOT, env=crm_environment(db_url, dv, config), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
 
 
@@ -112,29 +115,40 @@ def test_kill_9_in_the_middle_of_batches_loses_and_duplicates_nothing(crm, db_ur
     }
     models = [Company, Customer, Prospect, Deal]
 
-    kills = 0
-    for _ in range(20):
-        sent = len(api_log(local_dataverse))
-        process = start_worker(db_url, local_dataverse, config)
-        wait_for(lambda: len(api_log(local_dataverse)) > sent or process.poll() is not None)
-        time.sleep(rng.uniform(0, 0.03))
-        process.kill()
-        process.wait()
-        kills += process.returncode == -signal.SIGKILL
-        for model in rng.sample(models, 3):  # users go on editing while workers die
-            record = rng.choice(db.session.scalars(sa.select(model)).all())
-            setattr(record, "title" if model is Deal else "name", f"{model.__name__} edit {rng.randrange(10**6)}")
-        db.session.add(Customer(name=f"New customer {rng.randrange(10**6)}", company=rng.choice(companies)))
-        db.session.commit()
+    forker = subprocess.Popen(
+        [sys.executable, "-m", "tests.workers.crm_forker"],
+        cwd=ROOT, env=crm_environment(db_url, local_dataverse, config),
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )
 
-    process = start_worker(db_url, local_dataverse, config)
+    def command(line: str) -> str:
+        assert forker.stdin and forker.stdout
+        forker.stdin.write(line + "\n")
+        forker.stdin.flush()
+        return forker.stdout.readline().strip()
+
+    endings = []
     try:
+        for _ in range(20):
+            sent = len(api_log(local_dataverse))
+            pid = int(command("fork"))
+            wait_for(lambda: len(api_log(local_dataverse)) > sent)  # it is sending a batch
+            time.sleep(rng.uniform(0, 0.03))
+            os.kill(pid, signal.SIGKILL)
+            endings.append(command(f"reap {pid}"))
+            for model in rng.sample(models, 3):  # users go on editing while workers die
+                record = rng.choice(db.session.scalars(sa.select(model)).all())
+                setattr(record, "title" if model is Deal else "name", f"{model.__name__} edit {rng.randrange(10**6)}")
+            db.session.add(Customer(name=f"New customer {rng.randrange(10**6)}", company=rng.choice(companies)))
+            db.session.commit()
+        pid = int(command("fork"))
         wait_for(lambda: queue_count() == 0, timeout=30)
+        os.kill(pid, signal.SIGKILL)
+        command(f"reap {pid}")
     finally:
-        process.send_signal(signal.SIGTERM)
-        process.communicate(timeout=30)
+        forker.communicate(timeout=10)
 
-    assert kills == 20
+    assert endings == ["signal 9"] * 20
     db.session.expire_all()
     with db.engine.connect() as conn:
         assert conn.scalar(sa.select(sa.func.count()).select_from(SyncError.__table__)) == 0
