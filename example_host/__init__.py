@@ -5,11 +5,12 @@ policy, its own locale selector and a strict Content-Security-Policy. The
 plugin is embedded in the documented few lines (see :func:`create_app`)::
 
     sync = DynamicsSync(can_act=auth.is_operator)
-    sync.track(Customer, "Contact", label="name")
+    sync.track(Customer, "Contact", label="name", dataverse=connector.CONTACT)
     ...
     sync.init_app(app, admin=admin, db=db)
 
-Run it with ``python -m example_host`` (SQLite, demo data, simulator).
+Run it with ``python -m example_host`` (SQLite, demo data, simulator, and the
+connector's worker sending to a local Dataverse).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from flask_dynamics_sync.i18n_tools import compile_catalogs
 from flask_dynamics_sync.models import metadata as plugin_metadata
 
 from . import auth
+from . import connector
 from .admin import create_admin
 from .demo import ensure_demo_data
 from .i18n import init_i18n
@@ -46,10 +48,11 @@ DATABASE_FILE = "example_host.sqlite"
 # The plugin follows the console's policy: whoever may open /admin/ may look;
 # only operators may retry, ignore or resolve errors.
 sync = DynamicsSync(can_act=auth.is_operator)
-sync.track(Prospect, "Lead", label="name")
-sync.track(Customer, "Contact", label="name")
-sync.track(Company, "Account", label="name")
-sync.track(Deal, "Opportunity", label="name")
+# The records reach Dynamics through the plugin's connector (mappings in connector.py).
+sync.track(Prospect, "Lead", label="name", dataverse=connector.LEAD)
+sync.track(Customer, "Contact", label="name", dataverse=connector.CONTACT)
+sync.track(Company, "Account", label="name", dataverse=connector.ACCOUNT)
+sync.track(Deal, "Opportunity", label="name", dataverse=connector.OPPORTUNITY)
 
 
 def default_config(instance_path: str) -> dict[str, t.Any]:
@@ -58,8 +61,10 @@ def default_config(instance_path: str) -> dict[str, t.Any]:
         "SQLALCHEMY_DATABASE_URI": "sqlite:///" + os.path.join(instance_path, DATABASE_FILE),
         "SESSION_COOKIE_SAMESITE": "Lax",
         "BABEL_DEFAULT_LOCALE": "en",
-        # The plugin: its jobs (hourly rollup, retention) run in this process.
+        # The plugin: its jobs (hourly rollup, retention) and the sync worker run in this process.
         "DYNAMICS_SYNC_SCHEDULER": True,
+        "DYNAMICS_SYNC_WORKER_IN_SCHEDULER": True,
+        "DYNAMICS_SYNC_WORKER_POLL_SECONDS": 1.0,
         "DYNAMICS_SYNC_TIMEZONE": "Europe/Rome",
         # Demo data, seeded once into an empty database.
         "EXAMPLE_HOST_DEMO_DATA": True,

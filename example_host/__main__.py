@@ -20,7 +20,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
     parser.add_argument("--port", type=int, default=5000, help="port to listen on (default: %(default)s)")
     parser.add_argument("--database-url", help="SQLAlchemy URL (default: SQLite in example_host/instance/)")
-    parser.add_argument("--no-simulator", action="store_true", help="do not change records and sync them every second")
+    parser.add_argument("--no-simulator", action="store_true", help="do not change records every second")
+    parser.add_argument(
+        "--dataverse-port",
+        type=int,
+        default=0,
+        help="port of the local Dataverse the records are sent to (default: a free one); "
+        "ignored when DYNAMICS_SYNC_DATAVERSE_URL is set in the environment",
+    )
     parser.add_argument("--reset", action="store_true", help="drop every table and seed fresh demo data")
     parser.add_argument("--debug", action="store_true", help="Flask debug mode with the reloader")
     return parser.parse_args(argv)
@@ -30,10 +37,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("alembic").setLevel(logging.WARNING)
+    # The worker runs every second: no line per run and per request.
+    logging.getLogger("apscheduler.executors.default").setLevel(logging.WARNING)
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     # Under the reloader this module runs twice: a watcher parent and the serving
     # child. Only the child seeds, schedules and simulates.
     serving = not args.debug or is_running_from_reloader()
 
+    from example_host import connector
     from example_host import create_app
     from example_host import sync
     from example_host.demo import DEMO_USERS
@@ -47,6 +58,12 @@ def main(argv: list[str] | None = None) -> int:
     }
     if args.database_url:
         config["SQLALCHEMY_DATABASE_URI"] = args.database_url
+    # Records go to the environment named in DYNAMICS_SYNC_DATAVERSE_URL, else to a local Dataverse.
+    config.update(connector.environment_settings())
+    dataverse = None
+    if serving and "DYNAMICS_SYNC_DATAVERSE_URL" not in config:
+        dataverse = connector.start_local_dataverse(args.dataverse_port)
+        config.update(connector.local_settings(dataverse))
     started = time.monotonic()
     app = create_app(config)
 
@@ -56,13 +73,19 @@ def main(argv: list[str] | None = None) -> int:
         server = None if args.debug else make_server(args.host, args.port, app, threaded=True)
     except OSError as exc:
         print(f"Cannot listen on {args.host}:{args.port}: {exc.strerror}. Try --port.", file=sys.stderr)
+        if dataverse is not None:
+            dataverse.stop()
         return 1
     simulator = None
     if serving:
         print(f" * Database: {app.config['SQLALCHEMY_DATABASE_URI']} (ready in {time.monotonic() - started:.1f} s)")
+        target = app.config.get("DYNAMICS_SYNC_DATAVERSE_URL")
+        if target:
+            where = "local Dataverse" if dataverse is not None else "Dataverse environment"
+            print(f" * Sync worker: sending records to the {where} at {target}")
         if not args.no_simulator:
-            simulator = Simulator(app, sync).start()
-            print(" * Demo simulator: changing records and syncing them every second (--no-simulator to stop it)")
+            simulator = Simulator(app, sync, plays_sync=not target, dataverse=dataverse).start()
+            print(" * Demo simulator: changing records every second (--no-simulator to stop it)")
         url_host = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
         print(f" * Acme CRM console: http://{url_host}:{args.port}/admin/")
         for username, password, operator, _tz in DEMO_USERS:
@@ -79,6 +102,10 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if simulator is not None:
             simulator.stop()
+        if dataverse is not None:
+            with app.app_context():
+                sync.shutdown_scheduler()  # the worker finishes its batch before the Dataverse goes
+            dataverse.stop()
     return 0
 
 

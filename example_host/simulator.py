@@ -1,16 +1,19 @@
-"""The demo simulator: users editing CRM records and a sync worker talking to "Dynamics".
+"""The demo simulator: users editing CRM records (and, without the connector, a pretend sync engine).
 
-Every second it
+Every second it changes a few host records through the host's ORM (tracking
+queues them in the same transaction). What happens next depends on how the
+console runs:
 
-1. changes a few host records through the host's ORM (tracking queues them in
-   the same transaction) and receives a few changes made in Dynamics
-   (``sync.enqueue(..., direction="from_dynamics")``);
-2. plays the sync engine: ``sync.claim()`` a batch, then ``mark_synced`` most
-   records and ``mark_failed`` a few with real Dataverse errors (throttled ones
-   retried after a backoff, the others parked until someone looks at them).
-
-The worker's pace follows the backlog, so the backlog wanders around its
-seeded size instead of draining to zero or growing without end.
+* **With the connector** (``python -m example_host``, ``plays_sync=False``): the
+  plugin's real worker sends the records to Dataverse over HTTP. The simulator
+  only edits records, and, when the environment is the local Dataverse, now and
+  then makes Dynamics refuse one (a validation, privilege or duplicate fault) or
+  throttle the client (429), so that *Sync Errors* shows real exchanges.
+* **Without it** (``plays_sync=True``, tests and offline demos): it also receives
+  a few changes made in Dynamics (``sync.enqueue(..., direction="from_dynamics")``)
+  and plays the sync engine: ``sync.claim()`` a batch, then ``mark_synced`` most
+  records and ``mark_failed`` a few with real Dataverse errors. Its pace follows
+  the backlog, so the backlog wanders around its seeded size.
 """
 
 from __future__ import annotations
@@ -49,6 +52,11 @@ THROTTLED_ODDS = 0.025
 PERMANENT_ODDS = 0.004
 #: Backlog the worker's pace steers towards.
 TARGET_BACKLOG = 450
+#: With a local Dataverse: odds that Dynamics refuses a changed record, and that a step is throttled.
+REFUSAL_ODDS = 0.02
+THROTTLE_ODDS = 0.01
+REFUSALS = ("validation", "privilege", "duplicate")
+ENTITY_SETS = {"Lead": "leads", "Contact": "contacts", "Account": "accounts", "Opportunity": "opportunities"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,11 +106,25 @@ def _change_record(rng: random.Random, model: type) -> t.Any:
 class Simulator:
     """Drives the demo; call :meth:`step` once (tests) or :meth:`start` a background thread."""
 
-    def __init__(self, app: Flask, sync: DynamicsSync, rng: random.Random | None = None, *, interval: float = 1.0):
+    def __init__(
+        self,
+        app: Flask,
+        sync: DynamicsSync,
+        rng: random.Random | None = None,
+        *,
+        interval: float = 1.0,
+        plays_sync: bool = True,
+        dataverse: t.Any = None,
+    ):
+        """:param plays_sync: also pretend to be the sync engine (off when the connector's worker runs).
+        :param dataverse: the :class:`~flask_dynamics_sync.testing.LocalDataverse` to make misbehave now and then.
+        """
         self.app = app
         self.sync = sync
         self.rng = rng or random.Random()
         self.interval = interval
+        self.plays_sync = plays_sync
+        self.dataverse = dataverse
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -111,17 +133,36 @@ class Simulator:
     def step(self) -> StepReport:
         """Change some records, then sync a batch. Runs in its own application context."""
         with self.app.app_context():
-            changed, pulled = self._edit()
+            changed = self._edit()
+            if not self.plays_sync:
+                self._misbehave(changed)
+                return StepReport(changed, [], 0, 0, 0, 0)
+            pulled = self._pull()
             claimed, synced, failed, parked = self._sync_batch(inflow=len(changed) + len(pulled))
         return StepReport(changed, pulled, claimed, synced, failed, parked)
 
-    def _edit(self) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    def _edit(self) -> list[tuple[str, str]]:
         rng = self.rng
         models = rng.choices(list(SYNCED_MODELS), weights=[4, 4, 1, 2], k=rng.randint(1, 4))
         records = [(_change_record(rng, model), SYNCED_MODELS[model]) for model in models]
         db.session.commit()
-        changed = [(object_type, str(record.id)) for record, object_type in records]
+        return [(object_type, str(record.id)) for record, object_type in records]
 
+    def _misbehave(self, changed: list[tuple[str, str]]) -> None:
+        """Make the local Dataverse refuse a changed record or throttle the client, now and then."""
+        if self.dataverse is None:
+            return
+        from flask_dynamics_sync.testing import Fault
+
+        for object_type, record_id in changed:
+            if self.rng.random() < REFUSAL_ODDS:
+                kind = self.rng.choice(REFUSALS)
+                self.dataverse.faults.add(Fault(kind, entity_set=ENTITY_SETS[object_type], key=record_id, count=3))
+        if self.rng.random() < THROTTLE_ODDS:
+            self.dataverse.faults.add(Fault("throttled", retry_after=2))
+
+    def _pull(self) -> list[tuple[str, str]]:
+        rng = self.rng
         pulled = []
         for _ in range(rng.choice((0, 0, 1, 1, 2))):
             model = rng.choices(list(SYNCED_MODELS), weights=[2, 4, 2, 2])[0]
@@ -131,7 +172,7 @@ class Simulator:
                 self.sync.enqueue(object_type, record.id, "update", direction="from_dynamics", label=record.name)
                 pulled.append((object_type, str(record.id)))
         db.session.commit()
-        return changed, pulled
+        return pulled
 
     def _sync_batch(self, *, inflow: int) -> tuple[int, int, int, int]:
         """Claim about as many records as just changed (more when the backlog is big) and report them.

@@ -577,6 +577,29 @@ def test_the_simulator_is_deterministic_with_a_seeded_rng(make_host, tmp_path):
     assert first == second
 
 
+def test_the_console_syncs_through_the_connector_to_a_local_dataverse(make_host, empty_db_url, local_dataverse, make_worker):
+    from example_host.connector import local_settings
+    from example_host.models import SYNCED_MODELS
+
+    app = make_host(empty_db_url, EXAMPLE_HOST_DEMO_DATA=False, **local_settings(local_dataverse))
+    simulator = Simulator(app, example_host.sync, random.Random(5), plays_sync=False)
+    reports = [simulator.step() for _ in range(3)]
+    report = make_worker(app).run_once()
+
+    assert all(r.claimed == r.synced == 0 and not r.pulled for r in reports)
+    assert report.synced == report.claimed > 0
+    entity_sets = {"Lead": "leads", "Contact": "contacts", "Account": "accounts", "Opportunity": "opportunities"}
+    for model, object_type in SYNCED_MODELS.items():
+        stored = {row["dsync_hostid"] for row in local_dataverse.rows(entity_sets[object_type])}
+        assert stored == set(scalar_list(app, sa.select(model.id))), object_type
+    assert count(app, queue) == 0
+
+
+def scalar_list(app: Flask, statement: sa.Executable) -> list[t.Any]:
+    with app.app_context(), host_db.engine.connect() as conn:
+        return list(conn.scalars(statement))
+
+
 def test_the_simulator_thread_stops_cleanly(sqlite_host):
     simulator = Simulator(sqlite_host, example_host.sync, interval=3600).start()
     thread = simulator._thread
@@ -628,6 +651,7 @@ def test_python_m_example_host_serves_the_console_and_stops_on_ctrl_c(tmp_path):
         url = f"http://127.0.0.1:{port}/admin/"
         assert f" * Acme CRM console: {url}\n" in lines
         assert " * Demo login: admin / admin (operator)\n" in lines
+        assert any(line.startswith(" * Sync worker: sending records to the local Dataverse at https://127.0.0.1:") for line in lines)
         # The URL is printed once the socket listens: the first request is answered.
         with pytest.raises(urllib.error.HTTPError) as redirect:
             urllib.request.build_opener(_NoRedirect).open(url, timeout=10)
