@@ -66,7 +66,6 @@ EXTRAS["test"] = sorted(
         *EXTRAS["mysql"],
         "pytest>=8",
         "hypothesis>=6.100",
-        "httpx>=0.27",
         "playwright>=1.45",
         "Flask-Migrate>=4.0",
         "Flask-WTF>=1.2",
@@ -126,6 +125,9 @@ setup(
         # dependencies directly.
         "msal>=1.28",
         "requests>=2.25",
+        # The connector's Web API client: a connection pool sized for the requests in flight, and a
+        # timeout on every request (an unknown outcome is sent again as an upsert).
+        "httpx>=0.27",
         "cryptography>=3.4",
         "PyJWT>=2.0",
         # zoneinfo has no time zone database of its own on Windows.

@@ -12,6 +12,7 @@ import os
 import typing as t
 from collections.abc import Mapping
 
+from .dataverse.settings import CONNECTOR_DEFAULTS
 from .types import Direction
 
 DEFAULT_OBJECTS: tuple[str, ...] = ("Lead", "Contact", "Account", "Opportunity")
@@ -76,6 +77,11 @@ DEFAULTS: dict[str, t.Any] = {
     "DYNAMICS_SYNC_SMTP_STARTTLS": False,
     "DYNAMICS_SYNC_MAIL_SENDER": "dynamics-sync@localhost",
 }
+
+
+# The connector's keys (DYNAMICS_SYNC_DATAVERSE_*, DYNAMICS_SYNC_WORKER_*) are read by
+# dataverse.settings.load_connector_settings; they are listed here so every key has one home.
+DEFAULTS.update(CONNECTOR_DEFAULTS)
 
 
 @dataclasses.dataclass(frozen=True)
