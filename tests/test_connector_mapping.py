@@ -6,6 +6,7 @@ import re
 import typing as t
 
 import pytest
+import sqlalchemy as sa
 from flask import Flask
 from flask_sqlalchemy import SQLAlchemy
 
@@ -126,9 +127,11 @@ def test_track_after_init_app_checks_the_mapping_at_once(sync, sqlite_url):
     app, db = host(sqlite_url)
     sync.init_app(app, db=db)
     mapping = DataverseMapping("contacts", alternate_key=HOST_KEY, fields=CONTACT_FIELDS, lookups={"parentcustomerid_account": Lookup("Account", "company")})
+    listeners = len(sa.inspect(Customer).dispatch.after_insert)
 
     with app.app_context(), pytest.raises(MappingError, match="points at 'Account', which has no Dataverse mapping"):
         sync.track(Customer, "Contact", dataverse=mapping)
+    assert len(sa.inspect(Customer).dispatch.after_insert) == listeners  # the refused tracking listens to nothing
 
 
 SETTINGS_ERRORS = [

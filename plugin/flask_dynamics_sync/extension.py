@@ -447,7 +447,11 @@ class DynamicsSync:
             dataverse=dataverse,
         )
         if settings is not None and dataverse is not None:
-            bind_mappings([*self._trackings, tracking], settings.objects)
+            try:
+                bind_mappings([*self._trackings, tracking], settings.objects)
+            except Exception:
+                tracking.remove()  # a refused mapping leaves no listener behind
+                raise
         self._trackings.append(tracking)
         return tracking
 
