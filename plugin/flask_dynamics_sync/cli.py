@@ -16,7 +16,7 @@ def _sync():
     return current_app.extensions[EXTENSION_KEY].extension
 
 
-@click.group("dynamics-sync", help="Flask-Dynamics-Sync: tables, rollup, retention, notifications.")
+@click.group("dynamics-sync", help="Flask-Dynamics-Sync: tables, rollup, retention, notifications, the Dataverse sync worker.")
 def cli_group() -> None:
     pass
 
