@@ -113,6 +113,8 @@ def _fmt(value: float | None, unit: str) -> str:
         return f"{value:,.2f} s"
     if unit == "MB":
         return f"{value:,.1f} MB"
+    if unit == "req/record":
+        return f"{value:.4f} {unit}"
     return f"{value:,.0f} {unit}"
 
 

@@ -25,7 +25,7 @@ from .harness import print_table
 from .harness import write_json
 
 #: Benchmark sections, each a module with ``run_backend(scale, backend, server_url) -> list[Figure]``.
-SECTIONS = ("recorder", "rollup", "status", "errors", "export")
+SECTIONS = ("recorder", "rollup", "status", "errors", "export", "connector")
 
 
 @dataclasses.dataclass(frozen=True)
