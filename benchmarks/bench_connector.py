@@ -20,6 +20,7 @@ from sqlalchemy.orm import mapped_column
 
 from flask_dynamics_sync import DataverseMapping
 from flask_dynamics_sync import DynamicsSync
+from flask_dynamics_sync.dataverse.settings import local_dataverse_config
 from flask_dynamics_sync.dataverse.worker import SyncWorker
 from flask_dynamics_sync.models import QueueItem
 from flask_dynamics_sync.testing import LocalDataverse
@@ -57,16 +58,7 @@ class Bench:
         reset_database(url)
         self.dv = dv
         self.app = Flask("bench_connector")
-        self.app.config.update(
-            SQLALCHEMY_DATABASE_URI=url,
-            DYNAMICS_SYNC_DATAVERSE_URL=dv.url,
-            DYNAMICS_SYNC_DATAVERSE_AUTHORITY=dv.authority,
-            DYNAMICS_SYNC_DATAVERSE_TENANT=dv.tenant,
-            DYNAMICS_SYNC_DATAVERSE_CLIENT_ID=dv.client_id,
-            DYNAMICS_SYNC_DATAVERSE_CLIENT_SECRET=dv.client_secret,
-            DYNAMICS_SYNC_DATAVERSE_VERIFY=dv.ca_file,
-            **config,
-        )
+        self.app.config.update(SQLALCHEMY_DATABASE_URI=url, **local_dataverse_config(dv), **config)
         connector_db.init_app(self.app)
         self.sync = DynamicsSync()
         self.tracking = self.sync.track(BenchContact, "Contact", dataverse=_mapping(send))

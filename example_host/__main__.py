@@ -45,6 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     serving = not args.debug or is_running_from_reloader()
 
     from example_host import connector
+    from flask_dynamics_sync.dataverse.settings import local_dataverse_config
     from example_host import create_app
     from example_host import sync
     from example_host.demo import DEMO_USERS
@@ -63,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     dataverse = None
     if serving and "DYNAMICS_SYNC_DATAVERSE_URL" not in config:
         dataverse = connector.start_local_dataverse(args.dataverse_port)
-        config.update(connector.local_settings(dataverse))
+        config.update(local_dataverse_config(dataverse))
     started = time.monotonic()
     app = create_app(config)
 

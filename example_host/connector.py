@@ -65,18 +65,6 @@ def environment_settings(environ: t.Mapping[str, str] = os.environ) -> dict[str,
     return {key: value for key, value in environ.items() if key.startswith(ENVIRONMENT_PREFIXES)}
 
 
-def local_settings(dataverse: t.Any) -> dict[str, t.Any]:
-    """Connector settings for a running :class:`~flask_dynamics_sync.testing.LocalDataverse`."""
-    return {
-        "DYNAMICS_SYNC_DATAVERSE_URL": dataverse.url,
-        "DYNAMICS_SYNC_DATAVERSE_AUTHORITY": dataverse.authority,
-        "DYNAMICS_SYNC_DATAVERSE_TENANT": dataverse.tenant,
-        "DYNAMICS_SYNC_DATAVERSE_CLIENT_ID": dataverse.client_id,
-        "DYNAMICS_SYNC_DATAVERSE_CLIENT_SECRET": dataverse.client_secret,
-        "DYNAMICS_SYNC_DATAVERSE_VERIFY": dataverse.ca_file,
-    }
-
-
 def start_local_dataverse(port: int = 0) -> t.Any:
     """A local Dataverse with the demo tables (leads, contacts, accounts, opportunities), started."""
     from flask_dynamics_sync.testing import LocalDataverse

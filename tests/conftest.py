@@ -704,13 +704,14 @@ def make_crm(make_app: Callable[..., Flask], local_dataverse: t.Any) -> Iterator
 
     ``make_crm(url, config={...}, **mapping_overrides)``; its host tables are dropped afterwards.
     """
+    from flask_dynamics_sync.dataverse.settings import local_dataverse_config
     from tests.workers import crm_host
 
     made: list[tuple[Flask, list[t.Any]]] = []
 
     def factory(url: str, *, config: dict[str, object] | None = None, dv: t.Any = None, **overrides: t.Any) -> Flask:
         dv = dv or local_dataverse
-        settings = {**crm_host.connector_config(dv.url, dv.ca_file), **FAST_CONNECTOR, **(config or {})}
+        settings = {**local_dataverse_config(dv), **FAST_CONNECTOR, **(config or {})}
         application = make_app(url, config=settings, admin=False, db=crm_host.db)
         sync = application.extensions["dynamics_sync"].extension
         with application.app_context():

@@ -14,6 +14,7 @@ import typing as t
 
 import sqlalchemy as sa
 
+from flask_dynamics_sync.dataverse.settings import local_dataverse_config
 from flask_dynamics_sync.models import QueueItem
 from flask_dynamics_sync.models import SyncError
 from flask_dynamics_sync.testing import ALWAYS
@@ -29,13 +30,7 @@ API = "/api/data/v9.2/"
 
 
 def crm_environment(db_url: str, dv: t.Any, config: dict[str, t.Any]) -> dict[str, str]:
-    return {
-        **os.environ,
-        "CRM_DATABASE_URL": db_url,
-        "CRM_DATAVERSE_URL": dv.url,
-        "CRM_CA_FILE": dv.ca_file,
-        "CRM_CONFIG": json.dumps(config),
-    }
+    return {**os.environ, "CRM_DATABASE_URL": db_url, "CRM_CONFIG": json.dumps({**local_dataverse_config(dv), **config})}
 
 
 def start_worker(db_url: str, dv: t.Any, config: dict[str, t.Any], *args: str) -> subprocess.Popen[str]:

@@ -390,3 +390,38 @@ def test_the_hosts_own_token_callable_is_used_and_asked_again_after_a_401(make_c
 
     assert report.synced == 1
     assert calls == [False, True]
+
+
+# -- several workers --------------------------------------------------------------------------
+
+
+def test_two_workers_share_the_queue_and_send_each_record_once(make_crm, db_url, local_dataverse, make_worker):
+    import threading
+
+    from flask_dynamics_sync.models import SyncEvent
+
+    app = make_crm(db_url, config={"DYNAMICS_SYNC_WORKER_CLAIM_SIZE": 5, "DYNAMICS_SYNC_DATAVERSE_BATCH_SIZE": 5})
+    with app.app_context():
+        customers(40)
+    workers = [make_worker(app, in_flight=1), make_worker(app, in_flight=1)]
+    handled = [0, 0]
+    start = threading.Barrier(2)
+
+    def drain(index: int) -> None:
+        start.wait()
+        while report := workers[index].run_once():
+            if not report.claimed:
+                return
+            handled[index] += report.synced
+
+    threads = [threading.Thread(target=drain, args=(index,)) for index in (0, 1)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert sum(handled) == 40 and min(handled) > 0
+    assert sorted(by_host_id(local_dataverse, "contacts")) == list(range(1, 41))
+    with app.app_context(), db.engine.connect() as conn:
+        assert conn.scalar(sa.select(sa.func.count()).select_from(SyncEvent.__table__)) == 40
+    assert len(api_requests(local_dataverse)) == 8  # 40 records in bulk messages of 5, none sent twice

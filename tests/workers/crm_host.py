@@ -8,8 +8,8 @@ Four models, one per mapping form:
 * ``Deal`` → ``opportunities``: alternate key, a payload function, a lookup to its company.
 
 ``create_app`` is an app factory for ``flask --app tests.workers.crm_host:create_app``
-(subprocess tests): it reads the database URL and the local Dataverse's address
-from ``CRM_*`` environment variables.
+(subprocess tests): it reads the database URL and the connector's settings from
+``CRM_*`` environment variables.
 """
 
 from __future__ import annotations
@@ -106,21 +106,8 @@ def track_all(sync: DynamicsSync, **overrides: DataverseMapping) -> list[Trackin
     ]
 
 
-def connector_config(url: str, ca_file: str, **extra: t.Any) -> dict[str, t.Any]:
-    """The connector settings for a local Dataverse with its default credentials."""
-    return {
-        "DYNAMICS_SYNC_DATAVERSE_URL": url,
-        "DYNAMICS_SYNC_DATAVERSE_AUTHORITY": f"{url}/local-tenant",
-        "DYNAMICS_SYNC_DATAVERSE_TENANT": "local-tenant",
-        "DYNAMICS_SYNC_DATAVERSE_CLIENT_ID": "local-client",
-        "DYNAMICS_SYNC_DATAVERSE_CLIENT_SECRET": "local-secret",
-        "DYNAMICS_SYNC_DATAVERSE_VERIFY": ca_file,
-        **extra,
-    }
-
-
 def create_app() -> Flask:
-    """The host as a separate process (``CRM_DATABASE_URL``, ``CRM_DATAVERSE_URL``, ``CRM_CA_FILE``, ``CRM_CONFIG`` JSON)."""
+    """The host as a separate process: ``CRM_DATABASE_URL``, and ``CRM_CONFIG`` (JSON: the connector's settings)."""
     import json
 
     app = Flask("crm_host")
@@ -128,8 +115,7 @@ def create_app() -> Flask:
     app.config.update(SQLALCHEMY_DATABASE_URI=url, SECRET_KEY="crm-host")
     if url.startswith("sqlite"):
         app.config["SQLALCHEMY_ENGINE_OPTIONS"] = {"connect_args": {"timeout": 30}}
-    app.config.update(connector_config(os.environ["CRM_DATAVERSE_URL"], os.environ["CRM_CA_FILE"]))
-    app.config.update(json.loads(os.environ.get("CRM_CONFIG", "{}")))
+    app.config.update(json.loads(os.environ["CRM_CONFIG"]))
     db.init_app(app)
     sync = DynamicsSync()
     track_all(sync)

@@ -189,3 +189,16 @@ def load_connector_settings(config: t.MutableMapping[str, t.Any]) -> ConnectorSe
                 + " (or DYNAMICS_SYNC_DATAVERSE_TOKEN, a callable returning one)"
             )
     return settings
+
+
+def local_dataverse_config(dataverse: t.Any) -> dict[str, t.Any]:
+    """The ``DYNAMICS_SYNC_DATAVERSE_*`` settings for a running
+    :class:`~flask_dynamics_sync.testing.LocalDataverse` (its URL, authority, credentials, CA file)."""
+    return {
+        "DYNAMICS_SYNC_DATAVERSE_URL": dataverse.url,
+        "DYNAMICS_SYNC_DATAVERSE_AUTHORITY": dataverse.authority,
+        "DYNAMICS_SYNC_DATAVERSE_TENANT": dataverse.tenant,
+        "DYNAMICS_SYNC_DATAVERSE_CLIENT_ID": dataverse.client_id,
+        "DYNAMICS_SYNC_DATAVERSE_CLIENT_SECRET": dataverse.client_secret,
+        "DYNAMICS_SYNC_DATAVERSE_VERIFY": dataverse.ca_file,
+    }
