@@ -48,6 +48,13 @@ TABLES = [
         alternate_keys={"acme_account_number": ("accountnumber", "acme_region")},
     ),
     Table(entity_set="tasks", logical_name="task", primary_key="activityid", bulk_messages=False),
+    Table(
+        entity_set="leads",
+        logical_name="lead",
+        primary_key="leadid",
+        alternate_keys={"acme_lead_hostid": ("acme_hostid",)},
+        duplicate_rules=(("emailaddress1",),),
+    ),
 ]
 ODATA_HEADERS = {"OData-Version": "4.0", "OData-MaxVersion": "4.0", "Accept": "application/json"}
 
@@ -405,6 +412,31 @@ def test_a_body_that_is_not_a_json_object_is_refused_with_400(api: httpx.Client)
     response = api.post("contacts", content=b"[1, 2]", headers={"Content-Type": "application/json"})
     assert response.status_code == 400
     assert response.json()["error"]["code"] == "0x80048d19"
+
+
+def test_duplicate_detection_answers_500_when_the_request_asks_for_it(dv: LocalDataverse, api: httpx.Client) -> None:
+    """webapi/manage-duplicate-detection-create-update.md"""
+    detect = {"MSCRM.SuppressDuplicateDetection": "false"}
+    api.post("leads", json={"emailaddress1": "monte@example.com"}, headers=detect)
+    refused = api.post("leads", json={"emailaddress1": "monte@example.com"}, headers=detect)
+    allowed = api.post("leads", json={"emailaddress1": "monte@example.com"})
+    assert refused.status_code == 500
+    assert refused.json()["error"] == {
+        "code": "0x80040333",
+        "message": "A record was not created or updated because a duplicate of the current record already exists.",
+    }
+    assert allowed.status_code == 204
+    assert len(dv.rows("leads")) == 2
+
+
+def test_duplicate_detection_on_update_ignores_the_row_itself(dv: LocalDataverse, api: httpx.Client) -> None:
+    detect = {"MSCRM.SuppressDuplicateDetection": "false"}
+    api.patch("leads(acme_hostid='L-1')", json={"emailaddress1": "monte@example.com"}, headers=detect)
+    again = api.patch("leads(acme_hostid='L-1')", json={"emailaddress1": "monte@example.com"}, headers=detect)
+    api.patch("leads(acme_hostid='L-2')", json={"emailaddress1": "other@example.com"}, headers=detect)
+    clash = api.patch("leads(acme_hostid='L-2')", json={"emailaddress1": "monte@example.com"}, headers=detect)
+    assert (again.status_code, clash.status_code) == (204, 500)
+    assert sorted(row["emailaddress1"] for row in dv.rows("leads")) == ["monte@example.com", "other@example.com"]
 
 
 def test_odata_bind_sets_a_lookup_and_a_missing_target_is_404(dv: LocalDataverse, api: httpx.Client) -> None:

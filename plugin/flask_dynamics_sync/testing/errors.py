@@ -26,6 +26,9 @@ EXECUTION_TIME = "0x80072321"  # api-limits.md: combined execution time
 CONCURRENT_REQUESTS = "0x80072326"  # api-limits.md: concurrent requests
 
 
+DUPLICATE_MESSAGE = "A record was not created or updated because a duplicate of the current record already exists."
+
+
 class DataverseError(Exception):
     """An error answer: HTTP status, Dataverse code and message, extra headers."""
 

@@ -92,11 +92,7 @@ class Fault:
                 f"Principal user is missing prvWrite{logical_name} privilege on entity '{logical_name}'.",
             ),
             "not_found": (404, errors.NOT_FOUND, f"{logical_name} With Id = {record} Does Not Exist"),
-            "duplicate": (
-                500,
-                errors.DUPLICATE_DETECTED,
-                "A record was not created or updated because a duplicate of the current record already exists.",
-            ),
+            "duplicate": (500, errors.DUPLICATE_DETECTED, errors.DUPLICATE_MESSAGE),
             "server_error": (500, errors.UNEXPECTED, "An unexpected error occurred."),
         }[self.kind]
         return errors.DataverseError(status, self.code or code, self.message or message)

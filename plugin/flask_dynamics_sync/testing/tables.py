@@ -16,7 +16,9 @@ class Table:
     ``Prefer: odata.track-changes`` reads. ``columns``, when given, is the full set of
     writable columns and single-valued navigation properties (``parentcustomerid_account``):
     anything else in a payload, an ``@odata.bind`` or a ``$select`` is refused with 400, as
-    Dataverse does (webapi/web-api-client-errors.md).
+    Dataverse does (webapi/web-api-client-errors.md). ``duplicate_rules`` are duplicate detection
+    rules, each the columns whose equal values make two rows duplicates; they apply to requests
+    with ``MSCRM.SuppressDuplicateDetection: false`` (webapi/manage-duplicate-detection-create-update.md).
     """
 
     entity_set: str
@@ -26,6 +28,7 @@ class Table:
     bulk_messages: bool = True
     change_tracking: bool = False
     columns: frozenset[str] | None = None
+    duplicate_rules: tuple[tuple[str, ...], ...] = ()
 
     def __post_init__(self) -> None:
         for name, columns in self.alternate_keys.items():

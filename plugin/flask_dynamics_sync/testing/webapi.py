@@ -143,7 +143,9 @@ class WebApi:
         values = self._payload(op, table)
         self._fault(op, table, _record_keys(table, values), values.get(table.primary_key, ""))
         with self.store.lock:
-            row = self.store.insert(table.entity_set, self._resolve_binds(table, values))
+            values = self._resolve_binds(table, values)
+            self._detect_duplicates(op, table, values, None)
+            row = self.store.insert(table.entity_set, values)
             return self._written(op, table, row, created=True)
 
     def _upsert(self, op: Operation, table: Table, resource: Resource) -> Reply:
@@ -163,6 +165,7 @@ class WebApi:
             if current is not None and if_match not in (None, ["*"]) and etag(current) not in if_match:
                 raise version_mismatch()
             values = self._resolve_binds(table, values)
+            self._detect_duplicates(op, table, {**(current or {}), **values, **key_columns}, current)
             if current is None:
                 row = self.store.insert(table.entity_set, {**values, **key_columns}, row_id)
                 return self._written(op, table, row, created=True, upsert=True)
@@ -323,6 +326,18 @@ class WebApi:
             )
         columns = table.alternate_keys[name]
         return self.store.find(table.entity_set, name, tuple(key[column] for column in columns)), dict(key)
+
+    def _detect_duplicates(self, op: Operation, table: Table, values: Row, current: Row | None) -> None:
+        """500 ``0x80040333`` when a rule finds another row with the same values and the request asked
+        for detection (``MSCRM.SuppressDuplicateDetection: false``)."""
+        if op.header("MSCRM.SuppressDuplicateDetection").lower() != "false":
+            return
+        for rule in table.duplicate_rules:
+            wanted = key_values(values, rule)
+            if wanted is not None and any(
+                row is not current and key_values(row, rule) == wanted for row in self.store.live_rows(table.entity_set)
+            ):
+                raise errors.DataverseError(500, errors.DUPLICATE_DETECTED, errors.DUPLICATE_MESSAGE)
 
     def _existing(self, table: Table, resource: Resource) -> Row:
         """The row a key names; 404 ``0x80040217`` when there is none."""
