@@ -45,11 +45,11 @@ def main(argv: list[str] | None = None) -> int:
     serving = not args.debug or is_running_from_reloader()
 
     from example_host import connector
-    from flask_dynamics_sync.dataverse.settings import local_dataverse_config
     from example_host import create_app
     from example_host import sync
     from example_host.demo import DEMO_USERS
     from example_host.simulator import Simulator
+    from flask_dynamics_sync.dataverse.settings import local_dataverse_config
 
     config: dict[str, t.Any] = {
         "DYNAMICS_SYNC_SCHEDULER": serving,

@@ -16,7 +16,7 @@ from flask_dynamics_sync import Lookup
 from flask_dynamics_sync.dataverse import MappingError
 from flask_dynamics_sync.dataverse.mapping import json_value
 from flask_dynamics_sync.dataverse.mapping import key_literal
-from flask_dynamics_sync.dataverse.mapping import send_order
+from flask_dynamics_sync.dataverse.mapping import send_levels
 from tests.workers.crm_host import HOST_KEY
 from tests.workers.crm_host import Company
 from tests.workers.crm_host import Customer
@@ -188,18 +188,29 @@ def test_json_values_are_what_dataverse_expects():
     assert json_value(dt.datetime(2026, 3, 10, 15, 20, tzinfo=dt.timezone(dt.timedelta(hours=1)))) == "2026-03-10T14:20:00Z"
     assert json_value(dt.date(2026, 3, 10)) == "2026-03-10"
     assert json_value(Decimal("12.50")) == 12.5
-    assert json_value(Decimal("1200")) == 1200
+    assert json_value(Decimal(1200)) == 1200
 
 
-def test_lookup_targets_come_first_in_the_send_order(sync, sqlite_url):
+def test_lookup_targets_are_sent_a_level_before_the_records_pointing_at_them(sync, sqlite_url):
     from tests.workers.crm_host import track_all
 
     track_all(sync)
     app, db = host(sqlite_url)
     sync.init_app(app, db=db)
     with app.app_context():
-        order = send_order(sync.dataverse_mappings())
+        levels = send_levels(sync.dataverse_mappings())
 
-    assert order.index("Account") < order.index("Contact")
-    assert order.index("Account") < order.index("Opportunity")
-    assert sorted(order) == ["Account", "Contact", "Lead", "Opportunity"]
+    assert [sorted(level) for level in levels] == [["Account", "Lead"], ["Contact", "Opportunity"]]
+
+
+def test_a_cycle_of_lookups_is_broken_where_it_closes(sync, sqlite_url):
+    primary_contact = {"primarycontactid": Lookup("Contact", lambda company: None)}
+    sync.track(Company, "Account", dataverse=DataverseMapping("accounts", alternate_key=HOST_KEY, fields={"name": "name"}, lookups=primary_contact))
+    sync.track(Customer, "Contact", dataverse=DataverseMapping(
+        "contacts", alternate_key=HOST_KEY, fields=CONTACT_FIELDS, lookups={"parentcustomerid_account": Lookup("Account", "company")}))
+    app, db = host(sqlite_url)
+    sync.init_app(app, db=db)
+    with app.app_context():
+        levels = send_levels(sync.dataverse_mappings())
+
+    assert levels == [["Contact"], ["Account"]]

@@ -127,7 +127,7 @@ def test_kill_9_in_the_middle_of_batches_loses_and_duplicates_nothing(crm, db_ur
         for _ in range(20):
             sent = len(api_log(local_dataverse))
             pid = int(command("fork"))
-            wait_for(lambda: len(api_log(local_dataverse)) > sent)  # it is sending a batch
+            wait_for(lambda sent=sent: len(api_log(local_dataverse)) > sent)  # it is sending a batch
             time.sleep(rng.uniform(0, 0.03))
             os.kill(pid, signal.SIGKILL)
             endings.append(command(f"reap {pid}"))
@@ -163,3 +163,21 @@ def test_kill_9_in_the_middle_of_batches_loses_and_duplicates_nothing(crm, db_ur
     assert {k: r["subject"] for k, r in leads.items()} == {p.dataverse_id: p.name for p in db.session.scalars(sa.select(Prospect))}
     deals = rows("opportunities", "dsync_hostid")
     assert {k: r["name"] for k, r in deals.items()} == {d.id: d.title for d in db.session.scalars(sa.select(Deal))}
+
+
+def test_the_scheduler_runs_the_worker_when_asked(make_crm, sqlite_url, local_dataverse):
+    from flask_dynamics_sync.scheduler import build_scheduler
+    from flask_dynamics_sync.scheduler import run_worker_cycles
+
+    app = make_crm(sqlite_url, config={"DYNAMICS_SYNC_WORKER_IN_SCHEDULER": True, "DYNAMICS_SYNC_WORKER_CLAIM_SIZE": 2})
+    with app.app_context():
+        db.session.add_all([Customer(name=f"C{n}") for n in range(5)])
+        db.session.commit()
+    job = build_scheduler(app).get_job("worker")
+
+    handled = run_worker_cycles(app)  # what the job runs every DYNAMICS_SYNC_WORKER_POLL_SECONDS
+    app.extensions["dynamics_sync"].worker.close()
+
+    assert (job.func, job.args, job.max_instances) == (run_worker_cycles, (app,), 1)
+    assert handled == 5
+    assert len(local_dataverse.rows("contacts")) == 5

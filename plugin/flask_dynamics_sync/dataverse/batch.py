@@ -91,7 +91,7 @@ def encode_batch(requests: Sequence[ApiRequest], api_path: str) -> tuple[str, by
     return f"multipart/mixed; boundary={boundary}", b"".join(chunks)
 
 
-_BOUNDARY = re.compile(r'boundary="?([^";]+)"?', re.I)
+_BOUNDARY = re.compile(r'boundary="?([^";]+)"?', re.IGNORECASE)
 
 
 class BatchFormatError(ValueError):

@@ -26,7 +26,6 @@ import random
 import ssl
 import threading
 import time
-import typing as t
 from collections.abc import Callable
 from collections.abc import Sequence
 from urllib.parse import urlsplit

@@ -39,7 +39,7 @@ import sqlalchemy as sa
 if t.TYPE_CHECKING:
     from ..tracking import Tracking
 
-ValueSpec = t.Union[str, Callable[[t.Any], t.Any]]
+ValueSpec = str | Callable[[t.Any], t.Any]
 """A host attribute name, or a callable taking the host object."""
 
 SEND_MODES = ("bulk", "batch", "single")
@@ -310,9 +310,8 @@ def check_mapping(tracking: Tracking, mapping: object) -> None:
         raise MappingError(f"{where}: give exactly one of alternate_key= and id_column= (the idempotency key)")
     if mapping.alternate_key is not None:
         _check_specs(model, mapping.alternate_key, f"{where}: alternate_key")
-    if mapping.id_column is not None:
-        if mapping.id_column not in sa.inspect(model).column_attrs:
-            raise MappingError(f"{where}: id_column {mapping.id_column!r} is not a column of {model.__name__}")
+    if mapping.id_column is not None and mapping.id_column not in sa.inspect(model).column_attrs:
+        raise MappingError(f"{where}: id_column {mapping.id_column!r} is not a column of {model.__name__}")
     if (mapping.fields is None) == (mapping.payload is None):
         raise MappingError(f"{where}: give exactly one of fields= and payload= (what to send)")
     if mapping.fields is not None:
@@ -371,24 +370,28 @@ def bind_mappings(trackings: t.Iterable[Tracking], object_types: t.Iterable[str]
     return bound
 
 
-def send_order(bound: Mapping[str, BoundMapping]) -> list[str]:
-    """Object types ordered so that lookup targets come before the records pointing at them.
+def send_levels(bound: Mapping[str, BoundMapping]) -> list[list[str]]:
+    """Object types in levels: each level's lookups point only at earlier levels.
 
-    Cycles (an account's primary contact, a contact's account) are broken where
-    they close; such records may need a second send once both rows exist.
+    The types of one level are sent side by side; a level starts when the one
+    before it is done. Cycles (an account's primary contact, a contact's
+    account) are broken where they close; such records may need a second send
+    once both rows exist.
     """
-    order: list[str] = []
+    depth: dict[str, int] = {}
     visiting: set[str] = set()
 
-    def visit(object_type: str) -> None:
-        if object_type in order or object_type in visiting:
-            return
+    def level(object_type: str) -> int:
+        if object_type in depth:
+            return depth[object_type]
+        if object_type in visiting:
+            return -1  # the edge that closes a cycle does not count
         visiting.add(object_type)
-        for lookup in bound[object_type].mapping.lookups.values():
-            visit(lookup.object_type)
+        targets = [level(lookup.object_type) for lookup in bound[object_type].mapping.lookups.values()]
         visiting.discard(object_type)
-        order.append(object_type)
+        depth[object_type] = 1 + max(targets, default=-1)
+        return depth[object_type]
 
     for object_type in bound:
-        visit(object_type)
-    return order
+        level(object_type)
+    return [[o for o in bound if depth[o] == n] for n in range(max(depth.values(), default=-1) + 1)]

@@ -7,9 +7,12 @@ One cycle (:meth:`SyncWorker.run_once`):
 2. load their host records and build each one's upsert; records of ``id_column``
    mappings (and the lookup targets they point at) get their Dataverse id first,
    written to the host and committed before anything is sent;
-3. send them, lookup targets' object types first, in requests of
-   ``DYNAMICS_SYNC_DATAVERSE_BATCH_SIZE`` records, ``DYNAMICS_SYNC_DATAVERSE_IN_FLIGHT`` at a time:
-   ``UpsertMultiple`` where the table has it, else ``$batch``, else single requests;
+3. send them in requests of ``DYNAMICS_SYNC_DATAVERSE_BATCH_SIZE`` records,
+   ``DYNAMICS_SYNC_DATAVERSE_IN_FLIGHT`` at a time: ``UpsertMultiple`` where the table
+   has it, else ``$batch``, else single requests. Object types go by levels
+   (:func:`.mapping.send_levels`): lookup targets first, each related host record
+   upserted before the records pointing at it, even when its own queue row waits
+   in another batch (sending it again then is harmless: an upsert);
 4. ``mark_synced`` the successes, ``mark_failed`` each failure with Dataverse's
    code and message: validation, privilege, not-found (4xx) and duplicate
    detection (500 ``0x80040333``) are parked; anything passing is retried later.
@@ -26,7 +29,6 @@ import concurrent.futures
 import dataclasses
 import logging
 import threading
-import time
 import typing as t
 import uuid
 from collections.abc import Sequence
@@ -42,7 +44,7 @@ from .batch import ApiResponse
 from .client import DataverseClient
 from .client import TransientError
 from .mapping import BoundMapping
-from .mapping import send_order
+from .mapping import send_levels
 from .settings import ConnectorSettings
 from .stats import WorkerStats
 
@@ -139,7 +141,7 @@ class SyncWorker:
             self.mappings = self.sync.dataverse_mappings()
         if not self.mappings:
             raise RuntimeError("no tracked model has a Dataverse mapping: track(..., dataverse=DataverseMapping(...))")
-        self.order = send_order(self.mappings)
+        self.levels = send_levels(self.mappings)
         self.batch_size = batch_size or self.connector.batch_size
         self.in_flight = in_flight or self.connector.in_flight
         self.claim_size = claim_size or self.connector.claim_size
@@ -259,11 +261,13 @@ class SyncWorker:
         by_type: dict[str, list[Item]] = collections.defaultdict(list)
         for item in items:
             by_type[item.mapping.object_type].append(item)
-        for object_type in self.order:
-            group = by_type.get(object_type)
-            if not group:
-                continue
-            chunks = [group[i : i + self.batch_size] for i in range(0, len(group), self.batch_size)]
+        for level in self.levels:
+            chunks = [
+                group[i : i + self.batch_size]
+                for object_type in level
+                if (group := by_type.get(object_type))
+                for i in range(0, len(group), self.batch_size)
+            ]
             for chunk_results in self._pool.map(self._send_chunk, chunks):
                 results.update(chunk_results)
 
