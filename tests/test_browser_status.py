@@ -51,7 +51,7 @@ def test_double_clicking_a_row_opens_its_details(page, base_url):
 
 def test_the_keyboard_reaches_the_same_details(page, base_url):
     page.goto(base_url + STATUS)
-    page.locator("tr.ds-row[data-ds-object=Contact] a").focus()
+    page.locator("tr.ds-row[data-ds-object=Contact] th a").focus()
     page.keyboard.press("Enter")
 
     page.wait_for_url(base_url + STATUS + "details/Contact")
@@ -67,8 +67,8 @@ def test_switching_the_view_to_last_hour_shows_na_and_the_throughput(page, base_
 
     page.wait_for_url(base_url + STATUS + "?view=last_hour")
     expect(page.locator("#ds-last-hour")).to_be_visible()
-    assert cells(page, "#ds-last-hour tr[data-ds-object=Lead]") == ["Lead", "N/A", "N/A", "60", "2"]
-    assert cells(page, "#ds-last-hour tfoot tr") == ["Total", "N/A", "N/A", "67", "2"]
+    assert cells(page, "#ds-last-hour tr[data-ds-object=Lead]") == ["Lead", "N/A", "N/A", "60", "2", "Open errors"]
+    assert cells(page, "#ds-last-hour tfoot tr") == ["Total", "N/A", "N/A", "67", "2", "Open errors"]
     assert page.locator("p.ds-hour").inner_text().split(": ")[0] == "Records synced in the last full hour"
     assert_clean(page)
 

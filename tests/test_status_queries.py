@@ -21,6 +21,7 @@ PAGES = ["", "?view=last_hour", "details/Lead", "json", "metrics"]
 #: Pages that show the backlog (the Last Hour view shows throughput only).
 BACKLOG_PAGES = [path for path in PAGES if path != "?view=last_hour"]
 QUEUE_INDEX = "ix_dynamics_sync_queue_state_object_type_operation_direction_queued_at"
+TABLE_SCAN = re.compile(r"SCAN (?!CONSTANT ROW$|anon_\d+$)")
 
 
 @pytest.fixture
@@ -79,7 +80,9 @@ def test_the_queue_is_read_as_pending_rows_only(client, statements, path):
 def test_no_statement_scans_a_whole_table(client, db, statements, path):
     plans = {s: query_plan(db, s, p) for s, p in fetch(client, statements, path)}
 
-    assert {s: plan for s, plan in plans.items() if any(line.startswith("SCAN") for line in plan)} == {}
+    # A capped count scans its own derived table (at most cap + 1 index entries), never a table.
+    table_scans = {s: plan for s, plan in plans.items() if any(TABLE_SCAN.match(line) for line in plan)}
+    assert table_scans == {}
 
 
 @SQLITE_ONLY

@@ -117,12 +117,12 @@ def test_the_default_view_is_the_backlog_table(get):
     page = parse(get(STATUS).data)
 
     assert table(page, "ds-backlog") == [
-        ["Object", "Inserts", "Updates", "Oldest waiting"],
-        ["Lead", "2", "2", "3 hours"],
-        ["Contact", "0", "1", "45 minutes"],
-        ["Account", "0", "0", "—"],
-        ["Opportunity", "1", "0", "10 minutes"],
-        ["Total", "3", "3", "3 hours"],
+        ["Object", "Inserts", "Updates", "Oldest waiting", "Errors"],
+        ["Lead", "2", "2", "3 hours", "Open errors"],
+        ["Contact", "0", "1", "45 minutes", "Open errors"],
+        ["Account", "0", "0", "—", "Open errors"],
+        ["Opportunity", "1", "0", "10 minutes", "Open errors"],
+        ["Total", "3", "3", "3 hours", "Open errors"],
     ]
 
 
@@ -157,12 +157,12 @@ def test_last_hour_shows_records_synced_per_object_and_na_for_inserts_and_update
     page = parse(get(STATUS + "?view=last_hour").data)
 
     assert table(page, "ds-last-hour") == [
-        ["Object", "Inserts", "Updates", "Records synced", "Failed attempts"],
-        ["Lead", "N/A", "N/A", "60", "2"],
-        ["Contact", "N/A", "N/A", "7", "0"],
-        ["Account", "N/A", "N/A", "0", "0"],
-        ["Opportunity", "N/A", "N/A", "0", "0"],
-        ["Total", "N/A", "N/A", "67", "2"],
+        ["Object", "Inserts", "Updates", "Records synced", "Failed attempts", "Errors"],
+        ["Lead", "N/A", "N/A", "60", "2", "Open errors"],
+        ["Contact", "N/A", "N/A", "7", "0", "Open errors"],
+        ["Account", "N/A", "N/A", "0", "0", "Open errors"],
+        ["Opportunity", "N/A", "N/A", "0", "0", "Open errors"],
+        ["Total", "N/A", "N/A", "67", "2", "Open errors"],
     ]
 
 
@@ -342,8 +342,9 @@ def test_the_view_works_in_a_second_admin(app, sync, client, status_dataset):
 
     page = parse(client.get("/second/dynamics/status/?view=last_hour").data)
 
-    assert table(page, "ds-last-hour")[-1] == ["Total", "N/A", "N/A", "67", "2"]
+    assert table(page, "ds-last-hour")[-1] == ["Total", "N/A", "N/A", "67", "2", "Open errors"]
     assert page.find("tr", class_="ds-row").attrs["data-ds-href"] == "/second/dynamics/status/details/Lead?view=last_hour"
+    assert page.find("a", class_="ds-object-errors").attrs["href"] == "/second/dynamics/errors/?flt0_0=Lead"
     assert client.get("/second/dynamics/status/json").status_code == 200
 
 

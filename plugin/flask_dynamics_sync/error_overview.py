@@ -67,30 +67,26 @@ def _and(*conditions: sa.ColumnElement[bool] | None) -> sa.ColumnElement[bool] |
     return sa.and_(*present) if present else None
 
 
-def capped_count(conn: Connection | sa.orm.Session, condition: sa.ColumnElement[bool] | None, cap: int) -> int:
-    """Errors matching ``condition``, counting at most ``cap + 1`` of them."""
+def _capped(condition: sa.ColumnElement[bool] | None, cap: int) -> sa.ScalarSelect[int]:
     inner = sa.select(sa.literal(1)).select_from(errors)
     if condition is not None:
         inner = inner.where(condition)
-    return int(conn.scalar(sa.select(sa.func.count()).select_from(inner.limit(cap + 1).subquery())) or 0)
+    return sa.select(sa.func.count()).select_from(inner.limit(cap + 1).subquery()).scalar_subquery()
+
+
+def capped_count(conn: Connection | sa.orm.Session, condition: sa.ColumnElement[bool] | None, cap: int) -> int:
+    """Errors matching ``condition``, counting at most ``cap + 1`` of them."""
+    return int(conn.scalar(sa.select(_capped(condition, cap))) or 0)
 
 
 def tab_counts(
-    conn: Connection | sa.orm.Session,
-    condition: sa.ColumnElement[bool] | None,
-    cap: int,
-    *,
-    known: dict[StateTab, int] | None = None,
+    conn: Connection | sa.orm.Session, condition: sa.ColumnElement[bool] | None, cap: int
 ) -> dict[StateTab, int]:
-    """Capped counts of each tab within ``condition`` (the search and filters).
-
-    ``known`` counts (e.g. the list's own, already made) are reused, not counted again.
-    """
-    counts = dict(known or {})
-    for tab in StateTab:
-        if tab not in counts:
-            counts[tab] = capped_count(conn, _and(condition, tab_condition(tab)), cap)
-    return {tab: counts[tab] for tab in StateTab}
+    """Capped counts of each tab within ``condition`` (the search and filters), in one statement."""
+    row = conn.execute(
+        sa.select(*(_capped(_and(condition, tab_condition(tab)), cap).label(tab.value) for tab in StateTab))
+    ).one()
+    return {tab: int(row._mapping[tab.value] or 0) for tab in StateTab}
 
 
 def tab_counts_of_states(states: Iterable[str]) -> dict[StateTab, int]:

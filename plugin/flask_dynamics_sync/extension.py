@@ -198,12 +198,14 @@ class DynamicsSync:
         they are only registered on that app, as ``Admin.init_app`` does.
         """
         from .views import make_views
+        from .views import show_menu_badges
 
         state = self._state(app)
         views = self._admin_views.get(admin)
         if views is None:
             views = self._admin_views[admin] = make_views(self, admin, state.settings)
             admin.add_views(*views)
+            show_menu_badges(views)
             self._warn_if_open(admin)
         else:
             target = app or current_app._get_current_object()  # type: ignore[attr-defined]

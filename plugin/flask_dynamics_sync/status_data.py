@@ -665,6 +665,31 @@ def status_report(conn: Connection, settings: Settings, now: dt.datetime) -> Sta
 
 
 @dataclasses.dataclass(frozen=True)
+class Headline:
+    """The four figures at the top of Sync Status, taken from the panels below them."""
+
+    backlog: int
+    """Records waiting, every object (the backlog table's total)."""
+    open_errors: int
+    """Open sync errors, counted up to the count cap (and one more)."""
+    synced_last_hour: int
+    """Records synced in the last full hour (the Last Hour view's total)."""
+    oldest: BacklogRow | None
+    """The object whose oldest record has waited longest, ``None`` when nothing waits."""
+
+
+def headline(report: StatusReport, open_errors: int) -> Headline:
+    """The headline of ``report``, with the open-error count read beside it."""
+    waiting = [row for row in report.backlog.rows if row.oldest_queued_at is not None]
+    return Headline(
+        backlog=report.backlog.total.total,
+        open_errors=open_errors,
+        synced_last_hour=report.last_hour.total.synced,
+        oldest=min(waiting, key=lambda row: row.oldest_queued_at, default=None),  # type: ignore[arg-type, return-value]
+    )
+
+
+@dataclasses.dataclass(frozen=True)
 class ThroughputReport:
     """The *Last Hour* view's panels: throughput only, so the queue is not counted."""
 

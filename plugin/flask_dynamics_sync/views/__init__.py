@@ -15,7 +15,7 @@ if t.TYPE_CHECKING:
 
     from ..extension import DynamicsSync
 
-__all__ = ["SyncErrorsView", "SyncStatusView", "endpoint_prefix", "make_views"]
+__all__ = ["SyncErrorsView", "SyncStatusView", "endpoint_prefix", "make_views", "show_menu_badges"]
 
 
 def endpoint_prefix(admin: Admin) -> str:
@@ -25,6 +25,13 @@ def endpoint_prefix(admin: Admin) -> str:
     get that Admin's endpoint in front.
     """
     return "dynamics_sync" if admin.endpoint == "admin" else f"{admin.endpoint}_dynamics_sync"
+
+
+def show_menu_badges(views: list[BaseView]) -> None:
+    """After ``Admin.add_views``: the *Sync Errors* menu entries carry the open-error badge."""
+    for view in views:
+        if isinstance(view, SyncErrorsView):
+            view.show_menu_badge()
 
 
 def make_views(sync: DynamicsSync, admin: Admin, settings: Settings) -> list[BaseView]:

@@ -22,8 +22,10 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import typing as t
+import weakref
 
 import sqlalchemy as sa
+from flask import Flask
 from flask import abort
 from flask import current_app
 from flask import flash
@@ -38,6 +40,7 @@ from flask_admin.form import BaseForm
 from flask_admin.form import SecureForm
 from flask_admin.model.template import TemplateLinkRowAction
 from markupsafe import Markup
+from markupsafe import escape
 from werkzeug.datastructures import MultiDict
 from wtforms import Form
 from wtforms import HiddenField
@@ -56,6 +59,8 @@ from ..error_actions import preview
 from ..error_actions import run_action
 from ..error_overview import TAB_STATES
 from ..error_overview import ErrorGroup
+from ..error_overview import OpenErrorCount
+from ..error_overview import open_error_count
 from ..error_overview import StateTab
 from ..error_overview import capped_count
 from ..error_overview import open_error_groups
@@ -313,6 +318,23 @@ class _SessionLookedUpPerRequest:
     session = None
 
 
+class MenuNameWithBadge:
+    """The *Sync Errors* menu entry: the view's name, then a badge with the open errors.
+
+    Flask-Admin renders a menu item's ``name`` escaped: ``__html__`` gives the
+    badge there, while ``str()`` stays the plain name for anything else.
+    """
+
+    def __init__(self, view: SyncErrorsView) -> None:
+        self.view = view
+
+    def __str__(self) -> str:
+        return str(self.view.name)
+
+    def __html__(self) -> str:
+        return str(self.view.menu_label())
+
+
 class SyncErrorsView(PluginViewMixin, ModelView):
     """Records that failed to sync, newest first; read-only except for the error actions."""
 
@@ -394,8 +416,58 @@ class SyncErrorsView(PluginViewMixin, ModelView):
 
     def __init__(self, sync: DynamicsSync, **kwargs: t.Any) -> None:
         self.sync = sync
+        # The menu badge's count per application (an app factory shares the views between apps).
+        self._open_errors: weakref.WeakKeyDictionary[Flask, OpenErrorCount] = weakref.WeakKeyDictionary()
         # The session is looked up per request (:attr:`session`): views are built before any app context.
         super().__init__(SyncError, _SessionLookedUpPerRequest(), **kwargs)  # type: ignore[arg-type]
+
+    # -- the menu badge -------------------------------------------------------------
+
+    @property
+    def open_errors(self) -> OpenErrorCount:
+        """The current app's open-error count, read at most every ``OPEN_COUNT_SECONDS``."""
+        app = current_app._get_current_object()  # type: ignore[attr-defined]
+        counter = self._open_errors.get(app)
+        if counter is None:
+            counter = self._open_errors[app] = OpenErrorCount()
+        return counter
+
+    def show_menu_badge(self) -> None:
+        """Give the view's menu entry (made by ``Admin.add_view``) the open-error badge."""
+        if self.menu is not None:
+            self.menu.name = MenuNameWithBadge(self)  # type: ignore[assignment]
+
+    def read_open_errors(self) -> int:
+        """Open errors now, capped: one read of the ``(state, occurred_at)`` index."""
+        with self.sync.engine.connect() as conn:
+            return open_error_count(conn, self.sync.settings.count_cap)
+
+    def menu_label(self) -> Markup:
+        """The escaped name with a badge when there are open errors.
+
+        A database that cannot answer (down, or tables not created yet) leaves
+        the name alone: every page of the host shows the menu.
+        """
+        name = escape(str(self.name))
+        try:
+            count = self.open_errors.get(self.read_open_errors)
+        except sa.exc.SQLAlchemyError:
+            return name
+        if not count:
+            return name
+        title = ngettext("%(number)s open sync error", "%(number)s open sync errors", count, number=self.count_label(count))
+        return Markup('{} <span class="badge badge-pill badge-danger ds-open-errors" title="{}">{}</span>').format(
+            name, title, self.count_label(count)
+        )
+
+    def object_errors_url(self, object_type: str) -> str:
+        """The list of one object's open errors."""
+        flt = (self._filters or [])[self._OBJECT_FILTER]
+        return self.list_url(**self._get_filters([(self._OBJECT_FILTER, str(flt.name), object_type)]))
+
+    def list_url(self, **args: t.Any) -> str:
+        """The list's URL with ``args``, from any view (a ``.`` endpoint would be the current view's)."""
+        return self.get_url(f"{self.endpoint}.index_view", **args)
 
     # -- plumbing -----------------------------------------------------------------
 
@@ -572,7 +644,7 @@ class SyncErrorsView(PluginViewMixin, ModelView):
         if condition is not None:
             query = query.filter(condition)
         cap = self.sync.settings.count_cap
-        counts: dict[StateTab, int] = {}
+        counts: dict[StateTab, int] | None = None
         if execute and search_condition(search) is not None:
             # A substring search reads every row it cannot rule out: collect the matching
             # ids and states in that one pass, count them, and page through them by primary key.
@@ -583,12 +655,15 @@ class SyncErrorsView(PluginViewMixin, ModelView):
                 ids = [id for id, state in matches if wanted is None or state == wanted.value]
                 query = self.get_query().filter(SyncError.id.in_(ids))
         if execute:
-            counts = tab_counts(self.session, selection, cap, known=counts)
+            if counts is None:
+                counts = tab_counts(self.session, selection, cap)
             count = counts[tab]
+            if selection is None:
+                self.open_errors.put(counts[StateTab.OPEN])  # the menu badge of this page: no second count
         else:
             count = self.capped_count(condition)
         self._template_args["state_tabs"] = [
-            StateTabLink(each, str(TAB_LABELS[each]), self.count_label(counts.get(each, 0)), self.tab_url(each), each is tab)
+            StateTabLink(each, str(TAB_LABELS[each]), self.count_label((counts or {}).get(each, 0)), self.tab_url(each), each is tab)
             for each in StateTab
         ]
         self._template_args["state_tab"] = tab.value

@@ -38,11 +38,13 @@ from ..chart import render_bar_chart
 from ..chart import render_legend
 from ..clock import HOUR
 from ..dataverse.stats import read_figures as read_worker_figures
+from ..error_overview import open_error_count
 from ..i18n import gettext
 from ..i18n import lazy_gettext
 from ..recorder import storable
 from ..types import Direction
 from .base import PluginViewMixin
+from .errors import SyncErrorsView
 
 if t.TYPE_CHECKING:
     from ..extension import DynamicsSync
@@ -147,11 +149,21 @@ class SyncStatusView(PluginViewMixin, BaseView):
         """``backlog`` or ``last_hour`` from ``?view=``; anything else shows the backlog."""
         return LAST_HOUR if request.args.get("view") == LAST_HOUR else BACKLOG
 
+    def errors_view(self) -> SyncErrorsView | None:
+        """The *Sync Errors* view of the same console, if the host kept it."""
+        for view in getattr(self.admin, "_views", ()):
+            if isinstance(view, SyncErrorsView) and view.sync is self.sync:
+                return view
+        return None
+
     def page_args(self) -> dict[str, t.Any]:
         """Template arguments every status page gets."""
         view = self.selected_view()
+        errors_view = self.errors_view()
         return {
             **self.plugin_template_args(),
+            "object_errors_url": errors_view.object_errors_url if errors_view is not None else None,
+            "errors_url": errors_view.list_url() if errors_view is not None else None,
             "view": view,
             "view_query": {"view": view} if view != BACKLOG else {},
             "views": ((BACKLOG, gettext("Backlog")), (LAST_HOUR, gettext("Last Hour"))),
@@ -166,6 +178,8 @@ class SyncStatusView(PluginViewMixin, BaseView):
     def index(self) -> str:
         settings = self.sync.settings
         report: status_data.StatusReport | status_data.ThroughputReport
+        headline = None
+        errors_view = self.errors_view()
         with self.sync.engine.connect() as conn:
             if self.selected_view() == LAST_HOUR:
                 # Throughput only, like the Inserts and Updates columns (N/A there): no count of the queue.
@@ -174,11 +188,17 @@ class SyncStatusView(PluginViewMixin, BaseView):
             else:
                 report = status_data.status_report(conn, settings, self.sync.now())
                 rows = report.backlog.rows
+                open_errors = open_error_count(conn, settings.count_cap)
+                headline = status_data.headline(report, open_errors)
+                if errors_view is not None:
+                    errors_view.open_errors.put(open_errors)  # the menu badge of this page shows the same
         objects = [(row.object_type, row.label) for row in rows]
         maker = ChartMaker(report.history)
         return self.render(
             "dynamics_sync/status.html",
             report=report,
+            headline=headline,
+            count_label=errors_view.count_label if errors_view is not None else i18n.format_number,
             overview_charts=maker.charts([(None, gettext("All objects"))], (DAY, WEEK)),
             object_charts=maker.charts(objects, (DAY,)),
             **self.page_args(),
