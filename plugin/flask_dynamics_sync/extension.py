@@ -101,6 +101,9 @@ class DynamicsSync:
     :param can_act: who may retry, ignore and resolve errors (on top of viewing). Defaults to
         whoever may view, once the host gave any policy; with none (and a public admin
         index) the actions stay off and :meth:`init_app` warns.
+    :param record_url: ``record_url(object_type, record_id)`` gives the URL of the host's
+        own page of a record (or ``None``); record ids in the views link there. Defaults
+        to the host's ``ModelView`` of the model tracked for that object type, if any.
     """
 
     def __init__(
@@ -113,11 +116,13 @@ class DynamicsSync:
         access: t.Any = None,
         can_view: Policy | None = None,
         can_act: Policy | None = None,
+        record_url: Callable[[str, str], str | None] | None = None,
     ) -> None:
         self.clock: Callable[[], dt.datetime] = clock or utcnow
         self.access = access
         self.can_view = can_view
         self.can_act = can_act
+        self.record_url = record_url
         self._trackings: list[Tracking] = []
         # The views made for each Admin: made and added once, whatever the number of apps.
         self._admin_views: weakref.WeakKeyDictionary[Admin, list[BaseView]] = weakref.WeakKeyDictionary()
@@ -460,6 +465,11 @@ class DynamicsSync:
     def dataverse_mappings(self) -> dict[str, BoundMapping]:
         """The tracked models' Dataverse mappings by object type (checked against each other)."""
         return bind_mappings(self._trackings, self._state().settings.objects)
+
+    @property
+    def trackings(self) -> tuple[Tracking, ...]:
+        """The models tracked with :meth:`track`, in order."""
+        return tuple(self._trackings)
 
     def dialect(self) -> str:
         """The database family in use: ``sqlite``, ``postgresql`` or ``mysql``."""

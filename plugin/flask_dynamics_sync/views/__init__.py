@@ -38,19 +38,20 @@ def make_views(sync: DynamicsSync, admin: Admin, settings: Settings) -> list[Bas
     """Build the *Sync Status* and *Sync Errors* views for ``admin``."""
     prefix = endpoint_prefix(admin)
     category = settings.menu_category
-    return [
-        SyncStatusView(
-            sync,
-            name=lazy_gettext("Sync Status"),
-            category=category,
-            endpoint=f"{prefix}_status",
-            url=f"{settings.url_segment}/status",
-        ),
-        SyncErrorsView(
-            sync,
-            name=lazy_gettext("Sync Errors"),
-            category=category,
-            endpoint=f"{prefix}_errors",
-            url=f"{settings.url_segment}/errors",
-        ),
-    ]
+    status = SyncStatusView(
+        sync,
+        name=lazy_gettext("Sync Status"),
+        category=category,
+        endpoint=f"{prefix}_status",
+        url=f"{settings.url_segment}/status",
+    )
+    errors = SyncErrorsView(
+        sync,
+        name=lazy_gettext("Sync Errors"),
+        category=category,
+        endpoint=f"{prefix}_errors",
+        url=f"{settings.url_segment}/errors",
+    )
+    # Each links to the other (an object's errors, an error's object).
+    status.errors_view, errors.status_view = errors, status
+    return [status, errors]

@@ -12,6 +12,7 @@ from markupsafe import Markup
 from .. import i18n
 from .access import HostAccess
 from .db_errors import register_database_error_handler
+from .record_links import record_html
 
 if t.TYPE_CHECKING:
     from ..extension import DynamicsSync
@@ -90,11 +91,16 @@ class PluginViewMixin:
         )
         return page, 404
 
+    def record_html(self, object_type: str, record_id: str) -> Markup:
+        """A record id, linked to the host's own page of the record when there is one."""
+        return record_html(self.sync, self.admin, object_type, record_id)
+
     def plugin_template_args(self) -> dict[str, t.Any]:
         """Helpers every plugin template can use."""
         now = self.sync.now()
         return {
             "ds_time": lambda moment: time_html(moment, now),
+            "ds_record": self.record_html,
             "_": i18n.gettext,
             "ds_gettext": i18n.gettext,
             "ds_ngettext": i18n.ngettext,

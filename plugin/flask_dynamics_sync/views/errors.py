@@ -84,6 +84,7 @@ if t.TYPE_CHECKING:
     from sqlalchemy.orm import scoped_session
 
     from ..extension import DynamicsSync
+    from .status import SyncStatusView
 
 Filter = tuple[int, str, str]
 """An active filter as Flask-Admin passes it around: (index, name, raw value)."""
@@ -225,12 +226,15 @@ def _object_cell(view: SyncErrorsView, context: Context | None, model: SyncError
     return view.sync.settings.objects.get(model.object_type, model.object_type)
 
 
-def _record_cell(view: t.Any, context: Context | None, model: SyncError, name: str) -> Markup:
+def _record_cell(view: SyncErrorsView, context: Context | None, model: SyncError, name: str) -> Markup:
+    record = view.record_html(model.object_type, model.record_id)
     if not model.record_label:
-        return Markup('<span class="ds-record-id">{}</span>').format(model.record_id)
-    return Markup('<span class="ds-record-id">{}</span> <span class="ds-record-label">{}</span>').format(
-        model.record_id, model.record_label
-    )
+        return record
+    return Markup('{} <span class="ds-record-label">{}</span>').format(record, model.record_label)
+
+
+def _record_id_cell(view: SyncErrorsView, context: Context | None, model: SyncError, name: str) -> Markup:
+    return view.record_html(model.object_type, model.record_id)
 
 
 def _label_cell(labels: dict[str, t.Any]) -> t.Callable[..., str]:
@@ -396,7 +400,7 @@ class SyncErrorsView(PluginViewMixin, ModelView):
     column_default_sort = ("occurred_at", True)
     column_searchable_list = ("record_id", "record_label", "error_code", "error_message")
     column_formatters = _LIST_FORMATTERS
-    column_formatters_detail = {**_LIST_FORMATTERS, "error_message": _message_full_cell}
+    column_formatters_detail = {**_LIST_FORMATTERS, "error_message": _message_full_cell, "record_id": _record_id_cell}
 
     #: Filter bar, in order; ``flt<i>_<i>`` in URLs. Object choices come from the settings.
     column_filters = [
@@ -418,6 +422,8 @@ class SyncErrorsView(PluginViewMixin, ModelView):
         self.sync = sync
         # The menu badge's count per application (an app factory shares the views between apps).
         self._open_errors: weakref.WeakKeyDictionary[Flask, OpenErrorCount] = weakref.WeakKeyDictionary()
+        #: The *Sync Status* view of the same console (set by ``make_views``).
+        self.status_view: SyncStatusView | None = None
         # The session is looked up per request (:attr:`session`): views are built before any app context.
         super().__init__(SyncError, _SessionLookedUpPerRequest(), **kwargs)  # type: ignore[arg-type]
 
@@ -780,6 +786,8 @@ class SyncErrorsView(PluginViewMixin, ModelView):
             )
         self._template_args.update(
             **self.action_args(),
+            object_status_url=self.status_view.object_url(model.object_type) if self.status_view is not None else None,
+            object_label=self.sync.settings.objects.get(model.object_type, model.object_type),
             # Only the actions that apply to the error's state are offered.
             action_states={a.value: [s.value for s in SOURCE_STATES[a]] for a in ErrorAction},
         )

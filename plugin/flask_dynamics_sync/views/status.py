@@ -141,25 +141,24 @@ def legend() -> Markup:
 class SyncStatusView(PluginViewMixin, BaseView):
     """Backlog of inserts and updates per synced object, throughput and trends."""
 
+    def object_url(self, object_type: str) -> str:
+        """The details page of one object, from any view."""
+        return self.get_url(f"{self.endpoint}.details", object_type=object_type)
+
     def __init__(self, sync: DynamicsSync, **kwargs: t.Any) -> None:
         self.sync = sync
+        #: The *Sync Errors* view of the same console (set by ``make_views``).
+        self.errors_view: SyncErrorsView | None = None
         super().__init__(**kwargs)
 
     def selected_view(self) -> str:
         """``backlog`` or ``last_hour`` from ``?view=``; anything else shows the backlog."""
         return LAST_HOUR if request.args.get("view") == LAST_HOUR else BACKLOG
 
-    def errors_view(self) -> SyncErrorsView | None:
-        """The *Sync Errors* view of the same console, if the host kept it."""
-        for view in getattr(self.admin, "_views", ()):
-            if isinstance(view, SyncErrorsView) and view.sync is self.sync:
-                return view
-        return None
-
     def page_args(self) -> dict[str, t.Any]:
         """Template arguments every status page gets."""
         view = self.selected_view()
-        errors_view = self.errors_view()
+        errors_view = self.errors_view
         return {
             **self.plugin_template_args(),
             "object_errors_url": errors_view.object_errors_url if errors_view is not None else None,
@@ -179,7 +178,7 @@ class SyncStatusView(PluginViewMixin, BaseView):
         settings = self.sync.settings
         report: status_data.StatusReport | status_data.ThroughputReport
         headline = None
-        errors_view = self.errors_view()
+        errors_view = self.errors_view
         with self.sync.engine.connect() as conn:
             if self.selected_view() == LAST_HOUR:
                 # Throughput only, like the Inserts and Updates columns (N/A there): no count of the queue.
@@ -198,7 +197,7 @@ class SyncStatusView(PluginViewMixin, BaseView):
             "dynamics_sync/status.html",
             report=report,
             headline=headline,
-            count_label=errors_view.count_label if errors_view is not None else i18n.format_number,
+            ds_count_label=errors_view.count_label if errors_view is not None else i18n.format_number,
             overview_charts=maker.charts([(None, gettext("All objects"))], (DAY, WEEK)),
             object_charts=maker.charts(objects, (DAY,)),
             **self.page_args(),
