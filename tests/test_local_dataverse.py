@@ -487,6 +487,13 @@ def test_include_annotations_adds_the_help_link_and_inner_message_to_errors(api:
     }
 
 
+def test_top_limits_a_collection_and_must_be_a_whole_number(api: httpx.Client) -> None:
+    for number in range(3):
+        create_contact(api, f"H-{number}")
+    assert len(api.get("contacts", params={"$top": "2"}).json()["value"]) == 2
+    assert api.get("contacts", params={"$top": "two"}).status_code == 400
+
+
 def test_an_unknown_entity_set_answers_404(api: httpx.Client) -> None:
     response = api.get("widgets")
     assert response.status_code == 404

@@ -88,7 +88,10 @@ class CollectionReader:
                 applied.insert(0, "odata.track-changes")
         else:
             entries = [row for row in self._store.live_rows(table.entity_set) if _filter(query.get("$filter"))(row)]
-            entries = entries[: int(query["$top"])] if "$top" in query else entries
+            if "$top" in query:
+                if not query["$top"].isdigit():
+                    raise errors.bad_request(f"Invalid value '{query['$top']}' for $top: a whole number is expected.")
+                entries = entries[: int(query["$top"])]
             context = f"{service_root}$metadata#{table.entity_set}{columns}"
         page = entries[offset : offset + page_size]
         body: dict[str, t.Any] = {
