@@ -494,6 +494,38 @@ def test_top_limits_a_collection_and_must_be_a_whole_number(api: httpx.Client) -
     assert api.get("contacts", params={"$top": "two"}).status_code == 400
 
 
+@pytest.mark.parametrize(
+    ("method", "url", "body"),
+    [
+        ("POST", "contacts", b'{"contactid": 5}'),
+        ("POST", "contacts", b"\xff\xfe"),
+        ("PATCH", "contacts(not-a-guid)", b"{}"),
+        ("PATCH", "contacts(acme_hostid='unterminated)", b"{}"),
+        ("PATCH", "contacts(nickname='x')", b"{}"),
+        ("GET", "contacts?$filter=firstname gt 'A'", b""),
+        ("GET", "contacts?$skiptoken=x", b""),
+        ("PUT", "contacts(00000000-0000-0000-0000-000000000001)/firstname", b'{"no": "value"}'),
+        ("POST", "contacts/Microsoft.Dynamics.CRM.UpsertMultiple", b'{"Targets": 1}'),
+    ],
+)
+def test_malformed_requests_answer_400_and_change_nothing(
+    dv: LocalDataverse, api: httpx.Client, method: str, url: str, body: bytes
+) -> None:
+    response = api.request(method, url, content=body, headers={"Content-Type": "application/json"})
+    assert response.status_code == 400
+    assert set(response.json()["error"]) == {"code", "message"}
+    assert dv.rows("contacts") == []
+
+
+def test_a_batch_that_is_not_utf8_answers_400(api: httpx.Client) -> None:
+    response = api.post(
+        "$batch",
+        content=b"--b\r\nContent-Type: application/http\xff\r\n\r\nGET contacts HTTP/1.1\r\n\r\n--b--\r\n",
+        headers={"Content-Type": "multipart/mixed; boundary=b"},
+    )
+    assert response.status_code == 400
+
+
 def test_an_unknown_entity_set_answers_404(api: httpx.Client) -> None:
     response = api.get("widgets")
     assert response.status_code == 404

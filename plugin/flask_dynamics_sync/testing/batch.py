@@ -185,6 +185,8 @@ class BatchRunner:
                 raise errors.bad_request(
                     f"The number of requests in the batch ({count}) exceeds the limit of {MAX_REQUESTS}."
                 )
+        except UnicodeDecodeError:
+            return error_reply(errors.bad_request("The $batch body is not UTF-8 text."))
         except errors.DataverseError as error:
             return error_reply(error)
         preference = outer.preferences.get("odata.continue-on-error")

@@ -87,7 +87,8 @@ class CollectionReader:
                 context = f"{service_root}$metadata#{table.entity_set}{columns}"
                 applied.insert(0, "odata.track-changes")
         else:
-            entries = [row for row in self._store.live_rows(table.entity_set) if _filter(query.get("$filter"))(row)]
+            matches = _filter(query.get("$filter"))
+            entries = [row for row in self._store.live_rows(table.entity_set) if matches(row)]
             if "$top" in query:
                 if not query["$top"].isdigit():
                     raise errors.bad_request(f"Invalid value '{query['$top']}' for $top: a whole number is expected.")

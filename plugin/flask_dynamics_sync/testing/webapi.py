@@ -358,6 +358,8 @@ class WebApi:
             if name not in SYSTEM_COLUMNS and ("@" not in name or name.endswith("@odata.bind"))
         }
         self._check_columns(table, values)
+        if table.primary_key in values:
+            values[table.primary_key] = guid(str(values[table.primary_key]))
         return values
 
     def _check_columns(self, table: Table, names: t.Iterable[str]) -> None:
