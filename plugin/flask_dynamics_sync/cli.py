@@ -9,11 +9,11 @@ from flask import current_app
 from flask.cli import with_appcontext
 
 from . import schema
-from .extension import EXTENSION_KEY
+from .state import get_state
 
 
 def _sync():
-    return current_app.extensions[EXTENSION_KEY].extension
+    return get_state().extension
 
 
 @click.group("dynamics-sync", help="Flask-Dynamics-Sync: tables, rollup, retention, notifications, the Dataverse sync worker.")

@@ -8,8 +8,10 @@ import typing as t
 from collections.abc import Callable
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.orm import Session, scoped_session
+from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session
+from sqlalchemy.orm import scoped_session
 
 from .models import QueueItem
 

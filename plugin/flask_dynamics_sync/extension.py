@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import os
 import typing as t
@@ -26,11 +25,9 @@ from .database import dialect_family
 from .dataverse.mapping import BoundMapping
 from .dataverse.mapping import DataverseMapping
 from .dataverse.mapping import bind_mappings
-from .dataverse.settings import ConnectorSettings
 from .dataverse.settings import load_connector_settings
 from .errors import AccessPolicyWarning
 from .errors import NotInitializedError
-from .host_database import HostDatabase
 from .host_database import SessionSource
 from .host_database import host_database
 from .i18n import install_babel_fallback
@@ -38,6 +35,9 @@ from .models import metadata
 from .recorder import Recorder
 from .recorder import validate_object_type
 from .schema import leave_out_of_host_migrations
+from .state import EXTENSION_KEY
+from .state import AppState
+from .state import get_state
 from .tracking import Tracking
 from .tracking import track
 from .types import Change
@@ -56,26 +56,10 @@ if t.TYPE_CHECKING:
     from .retention import PruneResult
     from .rollup import RollupResult
 
-EXTENSION_KEY = "dynamics_sync"
 BLUEPRINT_NAME = "dynamics_sync"
 PACKAGE_DIR = os.path.dirname(__file__)
 
 Policy = Callable[[], bool]
-
-
-@dataclasses.dataclass
-class AppState:
-    """What the extension keeps per application, in ``app.extensions["dynamics_sync"]``."""
-
-    extension: DynamicsSync
-    settings: Settings
-    database: HostDatabase
-    recorder: Recorder
-    connector: ConnectorSettings
-    views: list[BaseView] = dataclasses.field(default_factory=list)
-    scheduler: t.Any = None
-    worker: t.Any = None
-    """The sync worker the scheduler runs (``DYNAMICS_SYNC_WORKER_IN_SCHEDULER``)."""
 
 
 class DynamicsSync:
@@ -237,16 +221,9 @@ class DynamicsSync:
         )
 
     def _state(self, app: Flask | None = None) -> AppState:
-        if app is None:
-            try:
-                app = current_app._get_current_object()  # type: ignore[attr-defined]
-            except RuntimeError:
-                raise NotInitializedError(
-                    "Flask-Dynamics-Sync needs an application context (with app.app_context(): ...)"
-                ) from None
-        state = app.extensions.get(EXTENSION_KEY)
-        if state is None or state.extension is not self:
-            raise NotInitializedError("call init_app(app, db=db) before using Flask-Dynamics-Sync")
+        state = get_state(app)
+        if state.extension is not self:
+            raise NotInitializedError("call init_app(app, db=db) on this DynamicsSync before using it")
         return state
 
     @property

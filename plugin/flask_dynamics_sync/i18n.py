@@ -30,6 +30,8 @@ from flask import g
 from flask import has_app_context
 from flask import has_request_context
 
+from .state import EXTENSION_KEY
+
 DOMAIN = "dynamics_sync"
 TRANSLATIONS_DIR = os.path.join(os.path.dirname(__file__), "translations")
 DEFAULT_LOCALE = Locale("en")
@@ -54,7 +56,7 @@ def translation_directories() -> list[str]:
     """
     extra: t.Sequence[str] = ()
     if has_app_context():
-        state = current_app.extensions.get("dynamics_sync")
+        state = current_app.extensions.get(EXTENSION_KEY)
         extra = state.settings.translation_directories if state is not None else ()
         extra = [os.path.join(current_app.root_path, directory) for directory in extra]
     return [*extra, TRANSLATIONS_DIR]

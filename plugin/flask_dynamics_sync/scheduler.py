@@ -70,9 +70,7 @@ from .retention import prune
 from .rollup import RollupResult
 from .rollup import refresh_current_hour
 from .rollup import roll_up
-
-if t.TYPE_CHECKING:
-    from .extension import AppState
+from .state import get_state
 
 __all__ = [
     "JobRun",
@@ -101,31 +99,25 @@ NOTIFY_AT = (7, 0)
 UTC = dt.timezone.utc
 
 
-def _state(app: Flask) -> AppState:
-    from .extension import EXTENSION_KEY
-
-    return app.extensions[EXTENSION_KEY]
-
-
 # -- the jobs' work, with bookkeeping for direct calls ----------------------------------
 
 
 def _rollup_work(app: Flask, start: dt.datetime | None = None, end: dt.datetime | None = None) -> RollupResult:
-    state = _state(app)
+    state = get_state(app)
     now = state.extension.clock()
     window = state.settings.rollup_window_hours
     return state.recorder.transaction(lambda conn: roll_up(conn, now=now, window_hours=window, start=start, end=end))
 
 
 def _refresh_work(app: Flask) -> RollupResult:
-    state = _state(app)
+    state = get_state(app)
     now = state.extension.clock()
     window = state.settings.rollup_window_hours
     return state.recorder.transaction(lambda conn: refresh_current_hour(conn, now=now, window_hours=window))
 
 
 def _prune_work(app: Flask, lease: Lease | None = None) -> PruneResult:
-    state = _state(app)
+    state = get_state(app)
     settings = state.settings
     return prune(
         state.recorder.transaction,
@@ -138,7 +130,7 @@ def _prune_work(app: Flask, lease: Lease | None = None) -> PruneResult:
 
 
 def _notify_work(app: Flask, *, digest: bool = True, alerts: bool = True) -> NotifyResult:
-    state = _state(app)
+    state = get_state(app)
     result = notify(
         app,
         state.recorder.transaction,
@@ -154,7 +146,7 @@ def _notify_work(app: Flask, *, digest: bool = True, alerts: bool = True) -> Not
 
 
 def _recorded(app: Flask, name: str, work: Callable[[], t.Any]) -> t.Any:
-    state = _state(app)
+    state = get_state(app)
     return record_run(state.database.engine, name, state.extension.clock, work)
 
 
@@ -293,7 +285,7 @@ def run_job(app: Flask, name: str, *, holder: str | None = None) -> JobRun:
     This is what the scheduler calls at each tick, in every process. The
     work's exceptions are logged and recorded on the job row, not raised.
     """
-    state = _state(app)
+    state = get_state(app)
     spec = job_specs(state.settings)[name]
     clock = state.extension.clock
     with app.app_context():
@@ -328,7 +320,7 @@ def announce_next_runs(app: Flask) -> None:
     A row whose ``next_run_at`` is recent is left alone: another process is
     running the schedule, and the field doubles as its "tick done" marker.
     """
-    state = _state(app)
+    state = get_state(app)
     with app.app_context():
         engine = state.database.engine
         now = state.extension.clock()
@@ -367,7 +359,7 @@ def run_worker_cycles(app: Flask) -> int:
     """
     from .dataverse.worker import SyncWorker
 
-    state = _state(app)
+    state = get_state(app)
     if state.worker is None:
         state.worker = SyncWorker(app)
     handled = 0
@@ -387,7 +379,7 @@ def build_scheduler(app: Flask, *, blocking: bool = False) -> BaseScheduler:
     ``blocking=True`` gives a :class:`BlockingScheduler` for a dedicated
     scheduler process (``flask dynamics-sync run-scheduler``).
     """
-    settings = _state(app).settings
+    settings = get_state(app).settings
     cls = BlockingScheduler if blocking else BackgroundScheduler
     scheduler = cls(
         timezone=UTC,
@@ -407,7 +399,7 @@ def build_scheduler(app: Flask, *, blocking: bool = False) -> BaseScheduler:
             max_instances=spec.max_instances,
             replace_existing=True,
         )
-    connector = _state(app).connector
+    connector = get_state(app).connector
     if connector.worker_in_scheduler and connector.configured:
         scheduler.add_job(
             run_worker_cycles,
@@ -462,7 +454,7 @@ def start_scheduler(app: Flask) -> BackgroundScheduler:
     if should_run_here(app):
         scheduler.start()
         atexit.register(_shutdown, scheduler)
-        app.logger.info("Flask-Dynamics-Sync scheduler started: %s", ", ".join(job_specs(_state(app).settings)))
+        app.logger.info("Flask-Dynamics-Sync scheduler started: %s", ", ".join(job_specs(get_state(app).settings)))
     else:
         app.logger.debug("Flask-Dynamics-Sync scheduler not started in this process")
     return scheduler

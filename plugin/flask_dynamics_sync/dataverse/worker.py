@@ -37,6 +37,7 @@ import sqlalchemy as sa
 from flask import Flask
 from sqlalchemy.orm.attributes import set_committed_value
 
+from ..state import get_state
 from ..types import ClaimedRecord
 from ..types import Direction
 from .batch import ApiRequest
@@ -130,9 +131,7 @@ class SyncWorker:
         lease_seconds: int | None = None,
         record_stats: bool = True,
     ) -> None:
-        from ..extension import EXTENSION_KEY
-
-        state = app.extensions[EXTENSION_KEY]
+        state = get_state(app)
         self.app = app
         self.sync = state.extension
         self.db = state.database

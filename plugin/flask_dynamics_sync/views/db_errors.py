@@ -33,6 +33,7 @@ from markupsafe import Markup
 from markupsafe import escape
 
 from ..i18n import gettext
+from ..state import get_state
 
 if t.TYPE_CHECKING:
     from .base import PluginViewMixin
@@ -88,7 +89,7 @@ def _html(view: PluginViewMixin, title: str, message: str) -> str:
 def _rollback(view: PluginViewMixin) -> None:
     """Leave the host's session usable for whatever else runs in this request (teardown, layout)."""
     try:
-        view.sync._state().database.session.rollback()
+        get_state().database.session.rollback()
     except Exception:  # noqa: BLE001 - a dead connection cannot roll back; the pool drops it
         pass
 

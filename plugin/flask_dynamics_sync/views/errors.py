@@ -49,9 +49,9 @@ from wtforms import validators
 
 from .. import export
 from .. import i18n
-from ..error_actions import ActionOutcome
 from ..error_actions import MAX_ERROR_ID
 from ..error_actions import SOURCE_STATES
+from ..error_actions import ActionOutcome
 from ..error_actions import ErrorAction
 from ..error_actions import applicable
 from ..error_actions import by_ids
@@ -72,6 +72,7 @@ from ..i18n import lazy_gettext
 from ..i18n import ngettext
 from ..models import SyncError
 from ..search import search_condition
+from ..state import get_state
 from ..types import Direction
 from ..types import ErrorState
 from ..types import Operation
@@ -480,7 +481,7 @@ class SyncErrorsView(PluginViewMixin, ModelView):
     @property  # type: ignore[override]
     def session(self) -> scoped_session[Session]:
         """The host's session of the current app (Flask-SQLAlchemy's ``db.session`` or the host's own)."""
-        return self.sync._state().database.session
+        return get_state().database.session
 
     @session.setter
     def session(self, value: t.Any) -> None:
@@ -930,7 +931,7 @@ class SyncErrorsView(PluginViewMixin, ModelView):
                 question=self.confirmation_question(action, count),
             )
         with self.sync.engine.begin() as conn:
-            outcome = run_action(conn, action, condition, recorder=self.sync._state().recorder, now=self.sync.now())
+            outcome = run_action(conn, action, condition, recorder=get_state().recorder, now=self.sync.now())
         flash(self.outcome_message(action, outcome), "success" if outcome.errors else "info")
         return redirect(return_url)
 

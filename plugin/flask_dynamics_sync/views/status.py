@@ -24,8 +24,8 @@ from collections.abc import Sequence
 from flask import Response
 from flask import jsonify
 from flask import request
-from flask_admin import BaseView
 from flask.typing import ResponseReturnValue
+from flask_admin import BaseView
 from flask_admin import expose
 from markupsafe import Markup
 
