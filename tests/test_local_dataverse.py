@@ -13,17 +13,21 @@ import json
 import re
 import socket
 import ssl
+import string
 import subprocess
 import sys
 import threading
 import time
 import typing as t
+import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import msal
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from flask_dynamics_sync.testing import ALWAYS
 from flask_dynamics_sync.testing import ClientCertificate
@@ -31,6 +35,8 @@ from flask_dynamics_sync.testing import Fault
 from flask_dynamics_sync.testing import LocalDataverse
 from flask_dynamics_sync.testing import Table
 from flask_dynamics_sync.testing import make_client_certificate
+
+from .conftest import fuzz
 
 TABLES = [
     Table(
@@ -1117,6 +1123,47 @@ def test_a_client_speaking_plain_http_to_the_tls_port_does_not_stop_the_server(
     with pytest.raises(httpx.HTTPError):
         httpx.get(f"http://127.0.0.1:{dv.port}/api/data/v9.2/contacts", timeout=2)
     assert api.get("contacts").status_code == 200
+
+
+KEY_SAFE = "'=,"
+HEADER_CHARACTERS = string.ascii_letters + string.digits + ' =,*"/;.-_'  # what h11 lets a client send
+JSON_SCALARS = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=12)
+
+
+@fuzz(40)
+@given(
+    method=st.sampled_from(["GET", "POST", "PATCH", "PUT", "DELETE"]),
+    entity_set=st.sampled_from(["contacts", "accounts", "tasks", "leads", "widgets", "$batch", "WhoAmI", ""]),
+    key=st.none() | st.text(max_size=30),
+    tail=st.none() | st.sampled_from(["firstname", "Microsoft.Dynamics.CRM.UpsertMultiple", "x/y"]),
+    query=st.dictionaries(
+        st.sampled_from(["$select", "$filter", "$top", "$skiptoken", "$deltatoken"]), st.text(max_size=20), max_size=3
+    ),
+    body=st.binary(max_size=40)
+    | st.dictionaries(
+        st.sampled_from(["firstname", "acme_hostid", "contactid", "Targets", "x@odata.bind"]), JSON_SCALARS
+    ).map(lambda value: json.dumps(value).encode()),
+    headers=st.dictionaries(
+        st.sampled_from(["Prefer", "If-Match", "If-None-Match", "Content-Type"]),
+        st.text(HEADER_CHARACTERS, max_size=20).map(str.strip),
+    ),
+)
+def test_no_request_makes_the_local_dataverse_fail(
+    api: httpx.Client,
+    method: str,
+    entity_set: str,
+    key: str | None,
+    tail: str | None,
+    query: dict[str, str],
+    body: bytes,
+    headers: dict[str, str],
+) -> None:
+    path = entity_set if key is None else f"{entity_set}({urllib.parse.quote(key, safe=KEY_SAFE)})"
+    path += f"/{tail}" if tail else ""
+    response = api.request(method, path, params=query, content=body, headers=headers)
+    assert response.status_code < 500
+    if response.status_code >= 400:
+        assert set(response.json()["error"]) >= {"code", "message"}
 
 
 # -- running it -------------------------------------------------------------------------------
