@@ -120,14 +120,14 @@ setup(
         "alembic>=1.12",
         "blinker>=1.6",
         "WTForms>=3.0",
+        # The connector's Web API client: a connection pool sized for the requests in flight, and a
+        # timeout on every request (an unknown outcome is sent again as an upsert).
+        "httpx>=0.27",
         # Dataverse tokens (OAuth2 client credentials); the local Dataverse's certificates, its
         # MSAL-ready requests session and its check of certificate assertions use msal's own
         # dependencies directly.
         "msal>=1.28",
         "requests>=2.25",
-        # The connector's Web API client: a connection pool sized for the requests in flight, and a
-        # timeout on every request (an unknown outcome is sent again as an upsert).
-        "httpx>=0.27",
         "cryptography>=3.4",
         "PyJWT>=2.0",
         # zoneinfo has no time zone database of its own on Windows.
