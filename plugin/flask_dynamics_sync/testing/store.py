@@ -13,7 +13,9 @@ from __future__ import annotations
 import contextlib
 import copy
 import datetime as dt
+import functools
 import threading
+import time
 import typing as t
 import uuid
 
@@ -25,7 +27,14 @@ SYSTEM_COLUMNS = frozenset({"createdon", "modifiedon", "versionnumber"})
 
 
 def utc_timestamp() -> str:
-    return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    """Now, to the second, as Dataverse writes ``modifiedon``."""
+    return _timestamp_of_second(int(time.time()))
+
+
+@functools.lru_cache(maxsize=2)
+def _timestamp_of_second(second: int) -> str:
+    # A bulk message writes thousands of rows within a second; format it once.
+    return dt.datetime.fromtimestamp(second, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def etag(row: Row) -> str:
@@ -189,5 +198,5 @@ class Store:
 
 def key_values(row: Row, columns: tuple[str, ...]) -> tuple[t.Any, ...] | None:
     """The row's values for these key columns, or None when one is missing."""
-    values = tuple(row.get(column) for column in columns)
-    return None if any(value is None for value in values) else values
+    values = tuple([row.get(column) for column in columns])
+    return None if None in values else values
