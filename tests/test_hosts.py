@@ -265,6 +265,18 @@ def test_every_plugin_url_refuses_anonymous_visitors_as_the_host_does(host: Runn
     assert got == {f"{r.method} {r.url}": host.kind.refusal(r.url) for r in requests}
 
 
+def test_a_flask_security_user_without_the_role_gets_403_as_on_the_hosts_own_pages(tmp_path: t.Any) -> None:
+    app = flask_security_host.create_app(f"sqlite:///{tmp_path / 'orders.db'}")
+    requests = [r for r in plugin_requests(app, record_a_failed_sync(app)) if r.endpoint != "dynamics_sync.static"]
+    clerk = app.test_client()
+    flask_security_sign_in(clerk, "clerk@example.com")
+
+    got = status_codes(clerk, requests)
+
+    assert (got, clerk.get("/admin/order/").status_code) == (dict.fromkeys(got, 403), 403)
+    assert len(got) == len(requests) > 10
+
+
 def test_the_hosts_own_pages_answer_its_staff(host: RunningHost) -> None:
     staff = host.client(signed_in=True)
 
