@@ -17,9 +17,14 @@ import datetime as dt
 import os
 import pathlib
 import secrets
+import shutil
+import site
+import subprocess
+import sys
 import threading
 import typing as t
 import uuid
+import venv
 from collections.abc import Callable
 from collections.abc import Iterator
 
@@ -669,6 +674,37 @@ def add_strict_csp(application: Flask) -> None:
             "img-src 'self' data:; object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
         )
         return response
+
+
+#: What a copy of the working tree leaves out: version control, virtualenvs, build output, caches and
+#: compiled catalogs (a build must compile them itself).
+TREE_NOT_COPIED = shutil.ignore_patterns(
+    ".git", ".venv*", "build", "dist", "*.egg-info", "__pycache__", ".pytest_cache", ".hypothesis",
+    "*.mo", "instance", "node_modules", "results*.json",
+)
+
+
+def offline_virtualenv(env: pathlib.Path, requirement: str) -> str:
+    """A new virtualenv at ``env`` with ``requirement`` pip-installed offline, without dependencies; its python.
+
+    The virtualenv reaches the test environment's dependencies through a
+    ``.pth`` file; that environment's own (editable) plugin stays out of
+    reach, because ``.pth`` files of a folder added that way are not read.
+    """
+    venv.create(env, with_pip=False)
+    python = str(env / "bin" / "python")
+    purelib = subprocess.run(
+        [python, "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
+        capture_output=True, text=True, check=True,
+    ).stdout.strip()
+    pathlib.Path(purelib, "test_dependencies.pth").write_text("\n".join(site.getsitepackages()) + "\n")
+    install = subprocess.run(
+        [sys.executable, "-m", "pip", "--python", python, "install", "--no-deps", "--no-index",
+         "--no-build-isolation", "--no-cache-dir", requirement],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert install.returncode == 0, install.stdout[-3000:] + install.stderr[-3000:]
+    return python
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:  # noqa: ANN001

@@ -14,18 +14,19 @@ import gettext
 import io
 import json
 import shutil
-import site
 import subprocess
 import sys
 import tarfile
 import textwrap
-import venv
 import zipfile
 from pathlib import Path
 from pathlib import PurePosixPath
 
 import pytest
 from babel.messages.pofile import read_po
+
+from .conftest import TREE_NOT_COPIED
+from .conftest import offline_virtualenv
 
 pytestmark = pytest.mark.slow
 
@@ -34,10 +35,6 @@ SOURCE_PACKAGE = ROOT / "plugin" / "flask_dynamics_sync"
 PACKAGE = "flask_dynamics_sync"
 LOCALES = {"it", "pt_BR", "de", "es", "fr"}
 DIST_INFO = "Flask_Dynamics_Sync-0.1.0.dist-info"
-NOT_COPIED = shutil.ignore_patterns(
-    ".git", ".venv", "build", "dist", "*.egg-info", "__pycache__", ".pytest_cache", ".hypothesis",
-    "*.mo", "instance", "node_modules", "results*.json",
-)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,7 +60,7 @@ class Dists:
 def dists(tmp_path_factory: pytest.TempPathFactory) -> Dists:
     """An sdist of the working tree, and a wheel built from that sdist."""
     source = tmp_path_factory.mktemp("source") / "tree"
-    shutil.copytree(ROOT, source, ignore=NOT_COPIED)
+    shutil.copytree(ROOT, source, ignore=TREE_NOT_COPIED)
     out = tmp_path_factory.mktemp("dist")
     result = subprocess.run(
         [sys.executable, "-m", "build", "--no-isolation", "--outdir", str(out), str(source)],
@@ -223,26 +220,9 @@ CHECK_INSTALLED = textwrap.dedent(
 
 @pytest.fixture(scope="module")
 def installed(dists: Dists, tmp_path_factory: pytest.TempPathFactory) -> dict:
-    """The sdist installed (without dependencies) into a new virtualenv, and what a host app there sees.
-
-    The virtualenv reaches the test environment's dependencies through a
-    ``.pth`` file; that environment's own (editable) plugin stays out of
-    reach, because ``.pth`` files of a folder added that way are not read.
-    """
+    """The sdist installed (without dependencies) into a new virtualenv, and what a host app there sees."""
     env = tmp_path_factory.mktemp("venv") / "env"
-    venv.create(env, with_pip=False)
-    python = str(env / "bin" / "python")
-    inner_site = subprocess.run(
-        [python, "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
-        capture_output=True, text=True, check=True,
-    ).stdout.strip()
-    Path(inner_site, "test_dependencies.pth").write_text("\n".join(site.getsitepackages()) + "\n")
-    install = subprocess.run(
-        [sys.executable, "-m", "pip", "--python", python, "install", "--no-deps", "--no-index",
-         "--no-build-isolation", "--no-cache-dir", str(dists.sdist)],
-        capture_output=True, text=True, timeout=300,
-    )
-    assert install.returncode == 0, install.stdout[-3000:] + install.stderr[-3000:]
+    python = offline_virtualenv(env, str(dists.sdist))
     check = subprocess.run(
         [python, "-c", CHECK_INSTALLED], capture_output=True, text=True, timeout=120, cwd=env,
     )

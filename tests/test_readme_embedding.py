@@ -15,31 +15,27 @@ import os
 import re
 import shlex
 import shutil
-import site
 import socket
 import subprocess
-import sys
 import time
 import typing as t
 import urllib.error
 import urllib.parse
 import urllib.request
-import venv
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from .conftest import TREE_NOT_COPIED
 from .conftest import assert_clean
+from .conftest import offline_virtualenv
 from .test_docs import code_blocks
 from .test_docs import section
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
 ROOT = Path(__file__).resolve().parents[1]
-NOT_COPIED = shutil.ignore_patterns(
-    ".git", ".venv*", "build", "dist", "*.egg-info", "__pycache__", ".pytest_cache", ".hypothesis", "instance",
-)
 STATUS = "/backoffice/dynamics/status/"
 
 
@@ -70,20 +66,9 @@ def reader(tmp_path_factory: pytest.TempPathFactory) -> ReaderEnv:
     [requirement] = re.findall(r'pip install "([^"]+)"', install)
     assert requirement == "/path/to/the/clone[babel]"
     clone = tmp_path_factory.mktemp("clone") / "flask-dynamics-sync"
-    shutil.copytree(ROOT, clone, ignore=NOT_COPIED)
-
+    shutil.copytree(ROOT, clone, ignore=TREE_NOT_COPIED)
     env = tmp_path_factory.mktemp("venv") / ".venv"
-    venv.create(env, with_pip=False)
-    python = str(env / "bin" / "python")
-    purelib = subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
-                             capture_output=True, text=True, check=True).stdout.strip()
-    Path(purelib, "test_dependencies.pth").write_text("\n".join(site.getsitepackages()) + "\n")
-    result = subprocess.run(
-        [sys.executable, "-m", "pip", "--python", python, "install", "--no-deps", "--no-index",
-         "--no-build-isolation", "--no-cache-dir", requirement.replace("/path/to/the/clone", str(clone))],
-        capture_output=True, text=True, timeout=300,
-    )
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    python = offline_virtualenv(env, requirement.replace("/path/to/the/clone", str(clone)))
     # Flask's console script, as installing Flask into this virtualenv would write it.
     flask_script = env / "bin" / "flask"
     flask_script.write_text(f"#!{python}\nimport sys\nfrom flask.cli import main\nsys.exit(main())\n")
