@@ -2,6 +2,7 @@
 
 from .dataverse import DataverseMapping
 from .dataverse import Lookup
+from .errors import AccessPolicyWarning
 from .errors import ClaimLostError
 from .errors import DynamicsSyncError
 from .errors import NotInitializedError
@@ -15,6 +16,7 @@ from .types import QueueState
 from .types import SyncOutcome
 
 __all__ = [
+    "AccessPolicyWarning",
     "Change",
     "ClaimLostError",
     "ClaimedRecord",
