@@ -226,13 +226,13 @@ class RunningHost:
         return client
 
 
-@pytest.fixture(params=sorted(HOSTS))
-def host(request: pytest.FixtureRequest, tmp_path: t.Any) -> RunningHost:
-    """Each host kind on a SQLite file, with one open sync error."""
+@pytest.fixture(scope="module", params=sorted(HOSTS))
+def host(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> RunningHost:
+    """Each host kind on a SQLite file, with one open sync error (shared by the tests of this module)."""
     kind = HOSTS[request.param]
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", AccessPolicyWarning)
-        app = kind.create_app(f"sqlite:///{tmp_path / 'console.db'}")
+        app = kind.create_app(f"sqlite:///{tmp_path_factory.mktemp(request.param) / 'console.db'}")
     policy_warnings = [str(w.message) for w in caught if issubclass(w.category, AccessPolicyWarning)]
     return RunningHost(app, kind, record_a_failed_sync(app), policy_warnings)
 
