@@ -162,3 +162,36 @@ def test_an_errors_details_and_confirmation_fit_a_phone_screen(page, console):
     page.wait_for_selector(".ds-confirm-question")
     assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
     assert_clean(page)
+
+
+# -- layout -----------------------------------------------------------------------------
+
+PLACEHOLDER_FITS = """() => {
+  const input = document.getElementById("ds-search");
+  const style = getComputedStyle(input);
+  const context = document.createElement("canvas").getContext("2d");
+  context.font = style.font;
+  const room = input.clientWidth - parseFloat(style.paddingLeft) - parseFloat(style.paddingRight);
+  return [context.measureText(input.placeholder).width, room];
+}"""
+
+
+@pytest.mark.parametrize("language", ["de", "fr", "pt_BR"])
+def test_the_search_placeholder_fits_its_box(page, console, language):
+    sign_in(page, console)
+    page.goto(console + f"/admin/?lang={language}")
+    page.goto(console + ERRORS)
+
+    text_width, room = page.evaluate(PLACEHOLDER_FITS)
+    assert text_width <= room
+
+
+def test_status_numbers_sit_next_to_their_labels_on_a_wide_screen(page, console):
+    page.set_viewport_size({"width": 1366, "height": 900})
+    sign_in(page, console)
+    page.goto(console + STATUS)
+
+    label = page.locator("#ds-backlog thead th").nth(0).bounding_box()
+    inserts = page.locator("#ds-backlog thead th").nth(1).bounding_box()
+    assert inserts["x"] - (label["x"] + label["width"]) < 1  # adjacent cells
+    assert page.locator("#ds-backlog").bounding_box()["width"] < 700

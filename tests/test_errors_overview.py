@@ -237,3 +237,47 @@ def test_the_group_forms_carry_the_csrf_token(client, errors_dataset):
 
 def test_without_open_errors_the_groups_page_says_so(client):
     assert "No open sync errors." in page_text(client.get(GROUPS_URL).get_data(as_text=True))
+
+
+# -- confirmation and details ---------------------------------------------------------
+
+
+def test_the_confirmation_lists_the_first_errors_it_changes_above_the_count(client, errors_dataset):
+    fields = group_form(client.get(GROUPS_URL).get_data(as_text=True), "0x80040237", "Lead")
+
+    html = client.post(ERRORS_URL + "action/", data={**fields, "action": "ignore"}).get_data(as_text=True)
+
+    examples = re.search(r'<table class="table table-sm ds-confirm-examples">.*?</table>', html, re.S).group(0)
+    assert [[page_text(c) for c in re.findall(r"<td[^>]*>(.*?)</td>", row, re.S)]
+            for row in re.findall(r"<tr>(.*?)</tr>", examples.split("<tbody>")[1], re.S)] == [
+        ["0x80040237", "Lead L-1", "Duplicate record: a lead with this email already exists."],
+        ["0x80040237", "Lead L-1", "Duplicate record"],
+    ]
+    assert html.index("ds-confirm-examples") < html.index("ds-confirm-question")
+    assert "ds-confirm-more" not in html
+
+
+def test_a_long_selection_names_how_many_more_it_changes(client, db, errors_dataset):
+    add_errors(db, 6, "open")
+
+    html = client.post(ERRORS_URL + "action/", data={
+        **group_form(client.get(GROUPS_URL).get_data(as_text=True), "0x80040237", "Lead"), "action": "ignore",
+    }).get_data(as_text=True)
+
+    assert len(re.findall(r"<tr>", html.split("<tbody>")[1].split("</tbody>")[0])) == 5
+    assert page_text(re.search(r'<p class="small text-muted ds-confirm-more">.*?</p>', html, re.S).group(0)) == "and 3 more"
+    assert "Ignore 8 sync errors?" in page_text(html)
+
+
+def test_only_retry_looks_like_the_main_action_on_the_details_page(client, errors_dataset):
+    html = client.get(ERRORS_URL + "details/", query_string={"id": 700001}).get_data(as_text=True)
+
+    assert dict(re.findall(r'value="(\w+)" class="btn (btn-[\w-]+) btn-sm', html)) == {
+        "retry": "btn-primary", "ignore": "btn-outline-secondary", "resolve": "btn-outline-secondary",
+    }
+
+
+def test_empty_detail_cells_show_a_dash(client, errors_dataset):
+    html = client.get(ERRORS_URL + "details/", query_string={"id": 700005}).get_data(as_text=True)
+
+    assert page_text(re.search(r'<tr class="ds-detail-record_label">.*?</tr>', html, re.S).group(0)) == "Record label —"

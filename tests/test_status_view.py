@@ -202,12 +202,11 @@ def test_details_show_the_oldest_insert_and_update_records(get):
         "Record ID": "L-1",
         "Label": "Ada Lovelace",
         "Direction": "To Dynamics",
-        "Waiting since": "Mar 10, 2026, 11:20:00 AM",
-        "Waiting for": "3 hours",
+        "Waiting since": "3 hours ago",
         "Failed attempts": "0",
     }
     assert card(page, "oldest-update")["Record ID"] == "L-3"
-    assert card(page, "oldest-update")["Waiting for"] == "2 hours"
+    assert card(page, "oldest-update")["Waiting since"] == "2 hours ago"
 
 
 def test_details_say_when_nothing_waits_and_when_a_record_is_being_synced(get):

@@ -114,6 +114,22 @@ def preview(conn: Connection, condition: sa.ColumnElement[bool]) -> tuple[int, i
     return int(count), highest
 
 
+#: Errors a confirmation page lists above its question.
+SAMPLE_SIZE = 5
+
+
+def sample(conn: Connection, condition: sa.ColumnElement[bool], limit: int = SAMPLE_SIZE) -> list[sa.Row[t.Any]]:
+    """The first ``limit`` errors ``condition`` selects, by id: what a confirmation shows of them."""
+    return list(
+        conn.execute(
+            sa.select(errors.c.id, errors.c.object_type, errors.c.record_id, errors.c.error_code, errors.c.error_message)
+            .where(condition)
+            .order_by(errors.c.id)
+            .limit(limit)
+        )
+    )
+
+
 def _set_state(
     conn: Connection, condition: sa.ColumnElement[bool], state: ErrorState, now: dt.datetime
 ) -> int:

@@ -56,6 +56,7 @@ from ..error_actions import ErrorAction
 from ..error_actions import applicable
 from ..error_actions import by_ids
 from ..error_actions import preview
+from ..error_actions import sample
 from ..error_actions import run_action
 from ..error_overview import TAB_STATES
 from ..error_overview import ErrorGroup
@@ -78,6 +79,7 @@ from ..types import ErrorState
 from ..types import Operation
 from .base import PluginViewMixin
 from .base import local_url
+from .base import time_html
 
 if t.TYPE_CHECKING:
     from jinja2.runtime import Context
@@ -215,12 +217,12 @@ def _choices(labels: dict[str, t.Any]) -> list[tuple[str, t.Any]]:
 # -- cell formatters --------------------------------------------------------------
 
 
-def _time_cell(view: t.Any, context: Context | None, model: SyncError, name: str) -> Markup | str:
-    value = getattr(model, name)
-    if value is None:
-        return ""
-    iso = export.iso_utc(value)
-    return Markup('<time datetime="{}" title="{}">{}</time>').format(iso, iso, i18n.format_datetime(value))
+def _time_cell(view: SyncErrorsView, context: Context | None, model: SyncError, name: str) -> Markup:
+    return time_html(getattr(model, name), view.sync.now())
+
+
+def _optional_text_cell(view: t.Any, context: Context | None, model: SyncError, name: str) -> Markup | str:
+    return getattr(model, name) or Markup('<span class="text-muted">—</span>')
 
 
 def _object_cell(view: SyncErrorsView, context: Context | None, model: SyncError, name: str) -> str:
@@ -392,7 +394,7 @@ class SyncErrorsView(PluginViewMixin, ModelView):
         "direction": lazy_gettext("Direction"),
         "error_code": lazy_gettext("Error code"),
         "error_message": lazy_gettext("Error message"),
-        "attempt": lazy_gettext("Attempts"),
+        "attempt": lazy_gettext("Attempt"),
         "state": lazy_gettext("State"),
         "state_changed_at": lazy_gettext("State changed"),
     }
@@ -401,7 +403,12 @@ class SyncErrorsView(PluginViewMixin, ModelView):
     column_default_sort = ("occurred_at", True)
     column_searchable_list = ("record_id", "record_label", "error_code", "error_message")
     column_formatters = _LIST_FORMATTERS
-    column_formatters_detail = {**_LIST_FORMATTERS, "error_message": _message_full_cell, "record_id": _record_id_cell}
+    column_formatters_detail = {
+        **_LIST_FORMATTERS,
+        "error_message": _message_full_cell,
+        "record_id": _record_id_cell,
+        "record_label": _optional_text_cell,
+    }
 
     #: Filter bar, in order; ``flt<i>_<i>`` in URLs. Object choices come from the settings.
     column_filters = [
@@ -917,6 +924,7 @@ class SyncErrorsView(PluginViewMixin, ModelView):
         if form.confirmed.data != "1":
             with self.sync.engine.connect() as conn:
                 count, highest = preview(conn, condition)
+                examples = sample(conn, condition) if count else []
             return self.render(
                 self.confirm_template,
                 action=action,
@@ -929,6 +937,9 @@ class SyncErrorsView(PluginViewMixin, ModelView):
                 form=action_form_class()(formdata=None),
                 return_url=return_url,
                 question=self.confirmation_question(action, count),
+                examples=examples,
+                object_label=lambda object_type: self.sync.settings.objects.get(object_type, object_type),
+                preview=_message_preview,
             )
         with self.sync.engine.begin() as conn:
             outcome = run_action(conn, action, condition, recorder=get_state().recorder, now=self.sync.now())
