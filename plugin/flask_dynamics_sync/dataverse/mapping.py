@@ -184,6 +184,11 @@ class BoundMapping:
     def entity_set(self) -> str:
         return self.mapping.entity_set
 
+    @property
+    def odata_type(self) -> str:
+        """``@odata.type`` of the table's rows in bulk messages."""
+        return f"Microsoft.Dynamics.CRM.{self.mapping.logical_name}"
+
     # -- keys
 
     def assigned_id(self, obj: t.Any) -> str | None:
@@ -193,23 +198,23 @@ class BoundMapping:
 
     def key_segment(self, obj: t.Any) -> str:
         """The row's address: ``contacts(acme_hostid='42')`` or ``contacts(<guid>)``."""
+        return self.key(obj)[0]
+
+    def key(self, obj: t.Any) -> tuple[str, dict[str, t.Any]]:
+        """The row's address, and its key as columns of a bulk message's target.
+
+        An alternate key also goes in the target as ``@odata.id``; an id column as
+        the table's primary key column.
+        """
         if self.mapping.id_column:
             row_id = self.assigned_id(obj)
             if row_id is None:
                 raise MappingError(f"{self.object_type} record has no Dataverse id yet")
-            return f"{self.entity_set}({row_id})"
-        values = [(column, key_literal(read(obj))) for column, read in self._key_getters.items()]
-        if len(values) == 1:
-            return f"{self.entity_set}({values[0][0]}={values[0][1]})"
-        return f"{self.entity_set}({','.join(f'{c}={v}' for c, v in values)})"
-
-    def key_body(self, obj: t.Any) -> dict[str, t.Any]:
-        """The key as columns of a bulk message's target (the alternate key also as ``@odata.id``)."""
-        if self.mapping.id_column:
-            return {self.mapping.primary_key_column: self.assigned_id(obj)}
-        body = {column: json_value(read(obj)) for column, read in self._key_getters.items()}
-        body["@odata.id"] = self.key_segment(obj)
-        return body
+            return f"{self.entity_set}({row_id})", {self.mapping.primary_key_column: row_id}
+        values = {column: read(obj) for column, read in self._key_getters.items()}
+        segment = ",".join(f"{column}={key_literal(value)}" for column, value in values.items())
+        address = f"{self.entity_set}({segment})"
+        return address, {**{column: json_value(value) for column, value in values.items()}, "@odata.id": address}
 
     # -- payload
 

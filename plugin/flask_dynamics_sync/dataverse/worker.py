@@ -213,17 +213,14 @@ class SyncWorker:
             key = record.queue_id if record is not None else (mapping.object_type, sa.inspect(obj).identity)
             try:
                 payload = mapping.payload(obj, self.mappings)
+                address, key_columns = mapping.key(obj)
                 items.append(
                     Item(
                         key,
                         record,
                         mapping,
-                        ApiRequest("PATCH", mapping.key_segment(obj), payload),
-                        {
-                            "@odata.type": f"Microsoft.Dynamics.CRM.{mapping.mapping.logical_name}",
-                            **payload,
-                            **mapping.key_body(obj),
-                        },
+                        ApiRequest("PATCH", address, payload),
+                        {"@odata.type": mapping.odata_type, **payload, **key_columns},
                     )
                 )
             except Exception as exc:  # noqa: BLE001 - the host's mapping code: the record fails, the batch goes on
