@@ -83,3 +83,28 @@ def test_secrets_and_tokens_never_reach_the_logs_or_the_endpoints(make_crm, sqli
     for text in [caplog.text, *pages]:
         assert SECRET not in text
         assert token not in text
+
+
+def test_workers_not_heard_of_for_a_day_leave_the_figures_and_the_table(crm, make_worker, local_dataverse, clock):
+    import datetime as dt
+
+    import sqlalchemy as sa
+
+    from flask_dynamics_sync.dataverse.stats import read_figures
+    from flask_dynamics_sync.models import WorkerState
+
+    db.session.add(Customer(name="Ada"))
+    db.session.commit()
+    old = make_worker(crm)
+    old.run_once()
+    old.close()
+    clock.advance(hours=25)
+    db.session.add(Customer(name="Grace"))
+    db.session.commit()
+    make_worker(crm).run_once()
+
+    with db.engine.connect() as conn:
+        figures = read_figures(conn, clock())
+        rows = conn.scalar(sa.select(sa.func.count()).select_from(WorkerState.__table__))
+    assert (figures.records_synced, figures.active_workers, rows) == (1, 1, 1)
+    assert clock() - figures.last_heartbeat_at < dt.timedelta(seconds=1)

@@ -3,8 +3,10 @@
 Workers run in many processes and on many machines; the database they share
 is the one place all their figures meet, like the rest of *Sync Status*. A
 worker writes its cumulative counters and its current rate after every cycle
-(one small ``UPDATE``); readers sum the rows. A worker is *active* while its
-last write is recent (:data:`ACTIVE_SECONDS`).
+(one small ``UPDATE``); readers sum the rows of the workers seen in the last
+:data:`KEPT_HOURS` hours (a range of the ``heartbeat_at`` index), and a worker
+starting deletes older rows, so the table stays as small as the fleet. A
+worker is *active* while its last write is recent (:data:`ACTIVE_SECONDS`).
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ workers = WorkerState.__table__
 
 #: A worker that wrote nothing for this long is no longer counted as active.
 ACTIVE_SECONDS = 120
+#: Rows of workers not heard of for this long leave the sums (and the table).
+KEPT_HOURS = 24
 #: The records/s rate is measured over this many seconds.
 RATE_SECONDS = 60.0
 COUNTERS = ("requests", "throttled", "retries", "token_refreshes", "records_synced", "records_failed")
@@ -53,7 +57,7 @@ class WorkerFigures:
 
 
 def read_figures(conn: Connection, now: dt.datetime) -> WorkerFigures:
-    """The sums over every worker row; the rate and the count over the active ones."""
+    """The sums over the workers seen in the last :data:`KEPT_HOURS`; the rate and the count over the active ones."""
     active = sa.and_(workers.c.heartbeat_at >= now - dt.timedelta(seconds=ACTIVE_SECONDS), workers.c.stopped_at.is_(None))
     row = conn.execute(
         sa.select(
@@ -61,7 +65,7 @@ def read_figures(conn: Connection, now: dt.datetime) -> WorkerFigures:
             sa.func.coalesce(sa.func.sum(sa.case((active, workers.c.records_per_second), else_=0.0)), 0.0).label("rate"),
             sa.func.coalesce(sa.func.sum(sa.case((active, 1), else_=0)), 0).label("active"),
             sa.func.max(workers.c.heartbeat_at).label("last"),
-        )
+        ).where(workers.c.heartbeat_at >= now - dt.timedelta(hours=KEPT_HOURS))
     ).one()
     return WorkerFigures(
         active_workers=int(row.active),
@@ -128,6 +132,7 @@ class WorkerStats:
         now = self._clock()
         with self._db.engine.begin() as conn:
             if not self._started:
+                conn.execute(sa.delete(workers).where(workers.c.heartbeat_at < now - dt.timedelta(hours=KEPT_HOURS)))
                 conn.execute(sa.insert(workers).values(worker_id=self.worker_id, started_at=now, **self._values(now)))
                 self._started = True
             else:
