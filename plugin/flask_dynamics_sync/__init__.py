@@ -1,5 +1,6 @@
 """Flask-Dynamics-Sync: a Microsoft Dynamics sync status console for Flask-Admin."""
 
+from .dataverse import DataverseChange
 from .dataverse import DataverseMapping
 from .dataverse import Lookup
 from .errors import AccessPolicyWarning
@@ -20,6 +21,7 @@ __all__ = [
     "Change",
     "ClaimLostError",
     "ClaimedRecord",
+    "DataverseChange",
     "DataverseMapping",
     "Direction",
     "DynamicsSync",

@@ -239,6 +239,26 @@ class WorkerState(Base):
     records_failed: Mapped[int] = mapped_column(sa.BigInteger)
     records_per_second: Mapped[float] = mapped_column(sa.Double)
 
+
+class ChangeTrackingState(Base):
+    """Where the change-tracking read of one mapped table stands, shared by every worker.
+
+    ``link`` is the next URL to read: an ``@odata.nextLink`` while a read is
+    under way, then the ``@odata.deltaLink`` (with a ``$deltatoken``) of the
+    last read. None: the next read is a full one (the first, or after the token
+    expired).
+    """
+
+    __tablename__ = TABLE_PREFIX + "change_tracking"
+    __table_args__ = (TABLE_OPTIONS,)
+
+    object_type: Mapped[str] = mapped_column(sa.String(OBJECT_TYPE_LENGTH), primary_key=True)
+    link: Mapped[str | None] = mapped_column(sa.Text)
+    updated_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
+    full_reads: Mapped[int] = mapped_column(sa.Integer, default=0)
+    """Full reads started so far (the first, and one per expired token)."""
+
+
 # Core tables, for SQL expressions. (Declarative types ``__table__`` as any FromClause.)
 queue_table = t.cast(sa.Table, QueueItem.__table__)
 event_table = t.cast(sa.Table, SyncEvent.__table__)
@@ -246,6 +266,7 @@ error_table = t.cast(sa.Table, SyncError.__table__)
 hourly_table = t.cast(sa.Table, HourlyThroughput.__table__)
 snapshot_table = t.cast(sa.Table, BacklogSnapshot.__table__)
 job_table = t.cast(sa.Table, JobState.__table__)
+change_tracking_table = t.cast(sa.Table, ChangeTrackingState.__table__)
 
 # pg_trgm is a trusted extension (PostgreSQL 13+): the database owner can create it.
 sa.event.listen(

@@ -305,6 +305,79 @@ def _latency_ms(now: dt.datetime, queued_at: dt.datetime) -> int:
     return min(MAX_LATENCY_MS, max(0, int((now - queued_at).total_seconds() * 1000)))
 
 
+def insert_events(
+    conn: Connection, synced: Sequence[tuple[str, str, str, str, dt.datetime | None]], now: dt.datetime
+) -> None:
+    """Record sync events: ``(object_type, record_id, operation, direction, since)`` each, where
+    ``since`` is when the record started waiting (its latency; None: unknown)."""
+    if not synced:
+        return
+    conn.execute(
+        sa.insert(events),
+        [
+            {
+                "object_type": object_type,
+                "record_id": record_id,
+                "operation": operation,
+                "direction": direction,
+                "synced_at": now,
+                "latency_ms": None if since is None else _latency_ms(now, since),
+            }
+            for object_type, record_id, operation, direction, since in synced
+        ],
+    )
+
+
+def resolve_errors(conn: Connection, records: Sequence[tuple[str, str, str]], now: dt.datetime) -> None:
+    """Resolve the open and retried errors of these ``(object_type, record_id, direction)`` records."""
+    if not records:
+        return
+    conn.execute(
+        sa.update(errors)
+        .where(
+            errors.c.object_type == sa.bindparam("o"),
+            errors.c.record_id == sa.bindparam("r"),
+            errors.c.direction == sa.bindparam("d"),
+            # not IN (…): an expanding parameter cannot go through executemany
+            sa.or_(
+                errors.c.state == _const(ErrorState.OPEN.value),
+                errors.c.state == _const(ErrorState.RETRIED.value),
+            ),
+        )
+        .values(state=ErrorState.RESOLVED.value, state_changed_at=now),
+        [{"o": o, "r": r, "d": d} for o, r, d in records],
+    )
+
+
+def insert_error(
+    conn: Connection,
+    object_type: str,
+    record_id: str,
+    label: str | None,
+    operation: str,
+    direction: str,
+    code: str,
+    message: str,
+    now: dt.datetime,
+    attempt: int,
+) -> None:
+    """Record one failed attempt as an open sync error (``code`` and ``message`` validated)."""
+    conn.execute(
+        sa.insert(errors).values(
+            object_type=object_type,
+            record_id=record_id,
+            record_label=label,
+            operation=operation,
+            direction=direction,
+            error_code=code,
+            error_message=message,
+            occurred_at=now,
+            attempt=attempt,
+            state=ErrorState.OPEN.value,
+        )
+    )
+
+
 class Recorder:
     """Queue, success and failure recording for one application."""
 
@@ -482,40 +555,14 @@ class Recorder:
                         (queue.c.claimed_until, None),
                     )
                 ).rowcount
-            conn.execute(
-                sa.insert(events),
-                [
-                    {
-                        "object_type": r.object_type,
-                        "record_id": r.record_id,
-                        "operation": r.operation.value,
-                        "direction": r.direction.value,
-                        "synced_at": now,
-                        "latency_ms": _latency_ms(now, r.queued_at),
-                    }
-                    for r in claimed
-                ],
+            insert_events(
+                conn,
+                [(r.object_type, r.record_id, r.operation.value, r.direction.value, r.queued_at) for r in claimed],
+                now,
             )
-            previously_failed = [r for r in claimed if r.attempts > 0]
-            if previously_failed:
-                conn.execute(
-                    sa.update(errors)
-                    .where(
-                        errors.c.object_type == sa.bindparam("o"),
-                        errors.c.record_id == sa.bindparam("r"),
-                        errors.c.direction == sa.bindparam("d"),
-                        # not IN (…): an expanding parameter cannot go through executemany
-                        sa.or_(
-                            errors.c.state == _const(ErrorState.OPEN.value),
-                            errors.c.state == _const(ErrorState.RETRIED.value),
-                        ),
-                    )
-                    .values(state=ErrorState.RESOLVED.value, state_changed_at=now),
-                    [
-                        {"o": r.object_type, "r": r.record_id, "d": r.direction.value}
-                        for r in previously_failed
-                    ],
-                )
+            resolve_errors(
+                conn, [(r.object_type, r.record_id, r.direction.value) for r in claimed if r.attempts > 0], now
+            )
             return synced, requeued
 
         synced, requeued = self.transaction(work)
@@ -574,20 +621,8 @@ class Recorder:
                     f"the claim on {record.object_type} {record.record_id!r} ({record.direction.value})"
                     " expired and another worker claimed it; the failure was not recorded"
                 )
-            conn.execute(
-                sa.insert(errors).values(
-                    object_type=record.object_type,
-                    record_id=record.record_id,
-                    record_label=record.label,
-                    operation=record.operation.value,
-                    direction=record.direction.value,
-                    error_code=code,
-                    error_message=message,
-                    occurred_at=now,
-                    attempt=attempt,
-                    state=ErrorState.OPEN.value,
-                )
-            )
+            insert_error(conn, record.object_type, record.record_id, record.label, record.operation.value,
+                         record.direction.value, code, message, now, attempt)
             return park and bool(parked_or_backed_off)
 
         return self.transaction(work)

@@ -15,6 +15,7 @@ from collections.abc import Iterable
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Mapper
+from sqlalchemy.orm import object_session
 
 from .types import Change
 from .types import Direction
@@ -25,6 +26,16 @@ if t.TYPE_CHECKING:
     from .extension import DynamicsSync
 
 ValueGetter = Callable[[t.Any], t.Any]
+
+#: ``session.info`` key: the object types whose changes the session is applying from Dynamics.
+#: Tracking does not queue those changes back to Dynamics (no echo).
+RECEIVING = "dynamics_sync_receiving"
+
+
+def receiving(target: t.Any, object_type: str) -> bool:
+    """Is ``target``'s session applying a change of ``object_type`` that came from Dynamics?"""
+    session = object_session(target)
+    return session is not None and object_type in session.info.get(RECEIVING, ())
 
 
 @dataclasses.dataclass(frozen=True)
@@ -128,11 +139,13 @@ def track(
         check_mapping(tracking, dataverse)
 
     def after_insert(mapper: Mapper[t.Any], connection: Connection, target: t.Any) -> None:
+        if receiving(target, object_type):
+            return
         sync.enqueue_many([tracking.change(target, Operation.INSERT)], session=connection)
 
     def after_update(mapper: Mapper[t.Any], connection: Connection, target: t.Any) -> None:
         # after_update also fires for objects flushed without a net column change.
-        if _has_tracked_changes(target, tracking.fields):
+        if _has_tracked_changes(target, tracking.fields) and not receiving(target, object_type):
             sync.enqueue_many([tracking.change(target, Operation.UPDATE)], session=connection)
 
     tracking.listeners.update(after_insert=after_insert, after_update=after_update)

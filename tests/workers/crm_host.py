@@ -14,6 +14,7 @@ Four models, one per mapping form:
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import typing as t
 from decimal import Decimal
@@ -25,6 +26,7 @@ from sqlalchemy.orm import Mapped
 from sqlalchemy.orm import mapped_column
 from sqlalchemy.orm import relationship
 
+from flask_dynamics_sync import DataverseChange
 from flask_dynamics_sync import DataverseMapping
 from flask_dynamics_sync import DynamicsSync
 from flask_dynamics_sync import Lookup
@@ -95,6 +97,31 @@ MAPPINGS: dict[type, tuple[str, DataverseMapping]] = {
         ),
     ),
 }
+
+
+#: The statuses the host knows; a lead with another one is refused (a Sync Error).
+PROSPECT_STATUSES = {"new", "contacted"}
+
+
+def receive_lead(session: sa.orm.Session, change: DataverseChange) -> None:
+    """Leads created, edited or deleted in Dynamics become the host's prospects."""
+    prospect = session.scalar(sa.select(Prospect).where(Prospect.dataverse_id == change.row_id))
+    if change.deleted:
+        if prospect is not None:
+            session.delete(prospect)
+        return
+    status = change.values.get("dsync_status") or "new"
+    if status not in PROSPECT_STATUSES:
+        raise ValueError(f"Unknown prospect status {status!r}.")
+    if prospect is None:
+        prospect = Prospect(dataverse_id=change.row_id)
+        session.add(prospect)
+    prospect.name = change.values["subject"]
+    prospect.status = status
+
+
+#: Prospects both ways: sent to Dynamics as leads, and leads changed in Dynamics received.
+LEADS_BOTH_WAYS = dataclasses.replace(MAPPINGS[Prospect][1], receive=receive_lead)
 
 
 def track_all(sync: DynamicsSync, **overrides: DataverseMapping) -> list[Tracking]:

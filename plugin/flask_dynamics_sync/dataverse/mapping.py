@@ -84,6 +84,12 @@ class DataverseMapping:
         no bulk messages), ``"batch"`` (``$batch``) or ``"single"`` (one request per record).
     :param load: ``load(session, record_ids) -> {record_id: host object}``; needed only when
         ``track()`` got a callable ``record_id``. Default: by the attribute the record id comes from.
+    :param receive: ``receive(session, change)``: applies a :class:`~.changes.DataverseChange` read
+        from Dataverse by change tracking to the host's own model (insert, update or delete in
+        ``session``, the host's transaction; the plugin commits). Raise to refuse the change: it
+        becomes a Sync Error with the exception's message. None: nothing is read from Dataverse.
+    :param receive_columns: the columns to read (``$select``); default: the ``fields`` columns,
+        or every column with ``payload=``.
     """
 
     entity_set: str
@@ -96,6 +102,8 @@ class DataverseMapping:
     primary_key: str | None = None
     send: str = "bulk"
     load: Callable[[t.Any, list[str]], Mapping[str, t.Any]] | None = None
+    receive: Callable[[t.Any, t.Any], None] | None = None
+    receive_columns: tuple[str, ...] | None = None
 
     @property
     def logical_name(self) -> str:
@@ -111,6 +119,13 @@ class DataverseMapping:
     @property
     def primary_key_column(self) -> str:
         return self.primary_key or f"{self.logical_name}id"
+
+    @property
+    def selected_columns(self) -> tuple[str, ...] | None:
+        """The columns a change-tracking read asks for (None: every column)."""
+        if self.receive_columns is not None:
+            return tuple(self.receive_columns)
+        return tuple(self.fields) if self.fields is not None else None
 
 
 # -- values -----------------------------------------------------------------------------------
@@ -339,6 +354,13 @@ def check_mapping(tracking: Tracking, mapping: object) -> None:
         raise MappingError(f"{where}: send must be one of {', '.join(SEND_MODES)}, got {mapping.send!r}")
     if mapping.load is None and callable(tracking.record_id_spec):
         raise MappingError(f"{where}: track() got a callable record_id, so pass load=(session, ids) -> {{id: obj}}")
+    if mapping.receive is not None and not callable(mapping.receive):
+        raise MappingError(f"{where}: receive must be a callable taking (session, change)")
+    if mapping.receive_columns is not None:
+        if isinstance(mapping.receive_columns, str) or not mapping.receive_columns:
+            raise MappingError(f"{where}: receive_columns must be a non-empty tuple of column names")
+        for column in mapping.receive_columns:
+            _check_name(column, f"{where}: receive_columns")
     if tracking.direction is not None and tracking.direction.value != "to_dynamics":
         raise MappingError(f"{where}: the connector sends records to Dynamics; the tracking's direction is {tracking.direction.value!r}")
 

@@ -59,7 +59,15 @@ CONNECTOR_DEFAULTS: dict[str, t.Any] = {
     "DYNAMICS_SYNC_WORKER_POLL_SECONDS": 2.0,
     # Run a worker thread inside the scheduler process (run-scheduler, or DYNAMICS_SYNC_SCHEDULER=True).
     "DYNAMICS_SYNC_WORKER_IN_SCHEDULER": False,
+    # Rows per page of a change-tracking read (Prefer: odata.maxpagesize; Dataverse's default is 5,000).
+    "DYNAMICS_SYNC_DATAVERSE_PAGE_SIZE": 5000,
+    # A record changed on both sides: "last_writer" (the later change wins, by Dataverse's modifiedon
+    # and the host's change time) or "host" (the host's pending change always wins).
+    "DYNAMICS_SYNC_CONFLICT_RULE": "last_writer",
 }
+
+#: The values of ``DYNAMICS_SYNC_CONFLICT_RULE``.
+CONFLICT_RULES = ("last_writer", "host")
 
 TokenCallable = Callable[..., str]
 
@@ -88,6 +96,8 @@ class ConnectorSettings:
     claim_size: int
     poll_seconds: float
     worker_in_scheduler: bool
+    page_size: int
+    conflict_rule: str
 
     @property
     def configured(self) -> bool:
@@ -134,6 +144,12 @@ def _verify(value: t.Any) -> bool | str:
     raise TypeError("DYNAMICS_SYNC_DATAVERSE_VERIFY must be True, False or the path of a CA bundle")
 
 
+def _conflict_rule(value: t.Any) -> str:
+    if value not in CONFLICT_RULES:
+        raise ValueError(f"DYNAMICS_SYNC_CONFLICT_RULE must be one of {', '.join(CONFLICT_RULES)}, got {value!r}")
+    return str(value)
+
+
 def load_connector_settings(config: t.MutableMapping[str, t.Any]) -> ConnectorSettings:
     """Fill in the connector's defaults with ``setdefault`` and return its validated settings.
 
@@ -171,6 +187,8 @@ def load_connector_settings(config: t.MutableMapping[str, t.Any]) -> ConnectorSe
         claim_size=_number(config, "DYNAMICS_SYNC_WORKER_CLAIM_SIZE", int, 1, 10_000),
         poll_seconds=_number(config, "DYNAMICS_SYNC_WORKER_POLL_SECONDS", float, 0.001),
         worker_in_scheduler=bool(config["DYNAMICS_SYNC_WORKER_IN_SCHEDULER"]),
+        page_size=_number(config, "DYNAMICS_SYNC_DATAVERSE_PAGE_SIZE", int, 1, 5000),
+        conflict_rule=_conflict_rule(config["DYNAMICS_SYNC_CONFLICT_RULE"]),
     )
     if url is not None and token is None:
         missing = [

@@ -46,6 +46,8 @@ from .client import DataverseClient
 from .client import TransientError
 from .mapping import BoundMapping
 from .mapping import send_levels
+from .receive import Receiver
+from .receive import ReceiveReport
 from .settings import ConnectorSettings
 from .stats import WorkerStats
 
@@ -107,9 +109,15 @@ class CycleReport:
     synced: int
     failed: int
     parked: int
+    received: ReceiveReport | None = None
+    """The changes read from Dynamics (None: no mapping has ``receive``)."""
 
     def __str__(self) -> str:
-        return f"claimed {self.claimed}, synced {self.synced}, failed {self.failed} (parked {self.parked})"
+        sent = f"claimed {self.claimed}, synced {self.synced}, failed {self.failed} (parked {self.parked})"
+        if self.received is None:
+            return sent
+        r = self.received
+        return f"{sent}; from Dynamics: applied {r.applied}, unchanged {r.unchanged}, host won {r.host_wins}, refused {r.refused}"
 
 
 class SyncWorker:
@@ -150,6 +158,7 @@ class SyncWorker:
         self._no_bulk: set[str] = set()
         self._no_bulk_lock = threading.Lock()
         self.stats = WorkerStats(self.db, self.client.counters, clock=self.sync.now) if record_stats else None
+        self.receiver = Receiver(app, self.client, self.mappings, claim_size=self.claim_size)
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
@@ -161,6 +170,13 @@ class SyncWorker:
     # -- one cycle --------------------------------------------------------------------------
 
     def run_once(self) -> CycleReport:
+        """Send one claimed batch to Dynamics, then read the changes from Dynamics. Returns what happened."""
+        report = self.send_once()
+        if self.receiver.mappings:
+            report = dataclasses.replace(report, received=self.receiver.run_once())
+        return report
+
+    def send_once(self) -> CycleReport:
         """Claim one batch, send it, report every record. Returns what happened."""
         with self.app.app_context():
             claimed = self.sync.claim(
@@ -223,7 +239,7 @@ class SyncWorker:
                         {"@odata.type": mapping.odata_type, **payload, **key_columns},
                     )
                 )
-            except Exception as exc:  # noqa: BLE001 - the host's mapping code: the record fails, the batch goes on
+            except Exception as exc:
                 logger.warning("Dataverse payload of %s %s failed", mapping.object_type, key, exc_info=True)
                 results[key] = Result(False, PAYLOAD_ERROR, f"{type(exc).__name__}: {exc}")
         return items
@@ -350,7 +366,7 @@ class SyncWorker:
         while not stop.is_set():
             try:
                 report = self.run_once()
-            except Exception:  # noqa: BLE001 - e.g. the database is away for a moment: try again later
+            except Exception:
                 logger.exception("Flask-Dynamics-Sync worker cycle failed")
                 stop.wait(self.connector.poll_seconds)
                 continue

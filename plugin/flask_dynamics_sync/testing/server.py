@@ -280,6 +280,16 @@ class LocalDataverse:
         with self.store.lock:
             return copy.deepcopy(self.store.insert(entity_set, dict(values)))
 
+    def update(self, entity_set: str, row_id: str, values: Row) -> Row:
+        """Change a row directly, as if someone had edited it in Dynamics (a new ``modifiedon`` and version)."""
+        with self.store.lock:
+            return copy.deepcopy(self.store.update(entity_set, row_id.lower(), dict(values)))
+
+    def delete(self, entity_set: str, row_id: str) -> None:
+        """Delete a row directly, as if someone had deleted it in Dynamics (change tracking reports it)."""
+        with self.store.lock:
+            self.store.delete(entity_set, row_id.lower())
+
     @property
     def request_log(self) -> list[LoggedRequest]:
         """Every exchange so far, oldest first (the last ``request_log_size`` of them)."""
