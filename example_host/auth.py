@@ -11,6 +11,8 @@ Forms carry a CSRF token (Flask-Admin's ``SecureForm``: WTForms' session CSRF).
 from __future__ import annotations
 
 import typing as t
+import unicodedata
+import urllib.parse
 
 import sqlalchemy as sa
 from flask import Blueprint
@@ -65,10 +67,22 @@ def is_operator() -> bool:
 
 
 def safe_next(target: str | None) -> str:
-    """Only same-site paths are followed after login (no open redirect)."""
-    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
-        return target
-    return url_for("admin.index")
+    """Where to go after login: ``target`` if it is a path on this site, else the console's index.
+
+    Decided by :func:`urllib.parse.urlsplit`, not by prefixes: no scheme, no
+    network location, a path starting with a single ``/``. A value holding a
+    backslash, whitespace or a control character is refused before parsing:
+    browsers drop tabs and newlines (``/%09/evil.example`` becomes
+    ``//evil.example``) and read ``\\`` as ``/``.
+    """
+    index = url_for("admin.index")
+    if not target or "\\" in target or any(ch.isspace() or unicodedata.category(ch)[0] == "C" for ch in target):
+        return index
+    parts = urllib.parse.urlsplit(target)
+    # "///x" parses as the path "/x" with an empty authority: malformed, not a path.
+    if parts.scheme or parts.netloc or target.startswith("//") or not parts.path.startswith("/"):
+        return index
+    return urllib.parse.urlunsplit(("", "", parts.path, parts.query, parts.fragment))
 
 
 def login_redirect() -> ResponseReturnValue:

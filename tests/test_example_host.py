@@ -21,6 +21,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable
 from collections.abc import Iterator
+from urllib.parse import urlencode
 
 import pytest
 import sqlalchemy as sa
@@ -320,16 +321,33 @@ def test_wrong_password_is_refused(sqlite_host):
     assert client.get("/admin/").status_code == 302
 
 
-@pytest.mark.parametrize("target", ["//evil.example/", "https://evil.example/", "/\\evil.example"])
-def test_login_never_redirects_off_site(sqlite_host, target):
-    client = sqlite_host.test_client()
+def post_login(client, query: str):
     token = csrf_token(client.get("/login").text)
+    return client.post("/login?" + query, data={"username": "admin", "password": "admin", "csrf_token": token})
 
-    response = client.post(
-        "/login", query_string={"next": target}, data={"username": "admin", "password": "admin", "csrf_token": token}
-    )
 
-    assert response.headers["Location"] == "/admin/"
+@pytest.mark.parametrize("target", [
+    "//evil.example/", "https://evil.example/", "/\\evil.example", "http:evil.example", "javascript:alert(1)",
+    "admin/", "/ /evil.example", "/\u2028/evil.example", "///evil.example",
+])
+def test_login_never_redirects_off_site(sqlite_host, target):
+    response = post_login(sqlite_host.test_client(), urlencode({"next": target}))
+
+    assert (response.status_code, response.headers["Location"]) == (302, "/admin/")
+
+
+# Found by an outside probe: a tab became "//evil.example" in Chromium, a newline a 500.
+@pytest.mark.parametrize("query", ["next=/%09/evil.example", "next=/%0A/x", "next=/%0D%0ASet-Cookie:x=1"])
+def test_login_sends_a_next_with_control_characters_to_the_index(sqlite_host, query):
+    response = post_login(sqlite_host.test_client(), query)
+
+    assert (response.status_code, response.headers["Location"]) == (302, "/admin/")
+
+
+def test_login_keeps_the_query_and_fragment_of_a_same_site_next(sqlite_host):
+    response = post_login(sqlite_host.test_client(), urlencode({"next": "/admin/dynamics/errors/?search=a%20b#top"}))
+
+    assert response.headers["Location"] == "/admin/dynamics/errors/?search=a%20b#top"
 
 
 def test_signing_out_needs_a_post_with_csrf_token(sqlite_host):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
 import io
 import json
@@ -12,12 +13,15 @@ import openpyxl
 import pytest
 import sqlalchemy as sa
 from babel.support import Translations
+from hypothesis import given
+from hypothesis import strategies as st
 
 from flask_dynamics_sync import export
 from flask_dynamics_sync.i18n import DOMAIN
 from flask_dynamics_sync.i18n import TRANSLATIONS_DIR
 from flask_dynamics_sync.models import SyncError
 
+from .conftest import ERROR_ROWS
 from .conftest import ERRORS_URL
 from .conftest import load_errors_dataset
 
@@ -276,13 +280,73 @@ def test_the_xlsx_temporary_file_is_deleted_once_sent(client, errors_dataset, tm
         ("@SUM(A1)", "'@SUM(A1)"),
         ("\tx", "'\tx"),
         ("\rx", "'\rx"),
+        (" \tx", "' \tx"),
         ("a=1", "a=1"),
-        (" =1", " =1"),
+        (" a=1", " a=1"),
+        ("'a", "'a"),
+        ("\u200b=1", "'\u200b=1"),
+        ("'=1", "''=1"),
         ("", ""),
+        (" ", " "),
     ],
 )
 def test_a_cell_a_spreadsheet_would_run_as_a_formula_is_neutralized(value, cell):
     assert export.neutralize(value) == cell
+
+
+#: Found by an outside probe: exported unchanged while spreadsheets trim what comes first.
+TRIMMED_FORMULAS = [" =1+1", "\xa0=1+1", "\u3000=1+1", "\n=1+1", "  +cmd|' /C calc'!A0", '"=1+1"']
+
+
+def export_cells(client, export_format: str) -> list[str]:
+    """The error messages of an export, as a spreadsheet or a program reads them."""
+    data = download(client, export_format).data
+    if export_format == "csv":
+        return [row[8] for row in csv.reader(io.StringIO(data.decode("utf-8-sig")))][1:]
+    return [row[8] for row in read_xlsx(data).iter_rows(min_row=2, values_only=True)]
+
+
+@pytest.mark.parametrize("export_format", ["csv", "xlsx"])
+def test_a_formula_behind_whitespace_or_a_quote_is_neutralized(client, db, export_format):
+    with db.engine.begin() as conn:
+        conn.execute(sa.insert(SyncError.__table__), [
+            {**ERROR_ROWS[0], "id": 710000 + i, "error_message": message}
+            for i, message in enumerate(reversed(TRIMMED_FORMULAS))
+        ])
+
+    assert export_cells(client, export_format) == ["'" + message for message in TRIMMED_FORMULAS]
+
+
+def test_json_keeps_the_exact_values(client, db):
+    with db.engine.begin() as conn:
+        conn.execute(sa.insert(SyncError.__table__), [{**ERROR_ROWS[0], "error_message": TRIMMED_FORMULAS[0]}])
+
+    assert [record["error_message"] for record in json.loads(download(client, "json").data)] == [TRIMMED_FORMULAS[0]]
+
+
+#: Characters a spreadsheet may trim before it parses a cell.
+TRIMMABLE = st.characters(categories=["Zs", "Zl", "Zp", "Cc", "Cf"]) | st.sampled_from("\t\n\v\f\r\x1c\x85'\"")
+
+
+@given(prefix=st.text(TRIMMABLE, max_size=6), start=st.sampled_from("=+-@"), rest=st.text(max_size=20))
+def test_a_formula_behind_any_trimmable_prefix_is_neutralized(prefix, start, rest):
+    value = prefix + start + rest
+
+    assert export.neutralize(value) == "'" + value
+
+
+@given(value=st.text(st.characters(categories=["L", "N", "P", "S", "Z", "Cc", "Cf"]), max_size=12))
+def test_neutralizing_round_trips(value):
+    cell = export.neutralize(value)
+    restored = cell[1:] if cell.startswith("'") and export.needs_neutralizing(cell[1:]) else cell
+
+    assert restored == value
+
+
+@given(prefix=st.text(TRIMMABLE.filter(lambda ch: ch not in "\t\r"), max_size=6),
+       rest=st.text(st.characters(categories=["L", "N"]), min_size=1, max_size=8))
+def test_text_behind_a_trimmable_prefix_without_tab_or_carriage_return_is_left_alone(prefix, rest):
+    assert export.neutralize(prefix + rest) == prefix + rest
 
 
 def test_iso_utc_times():

@@ -444,6 +444,12 @@ def test_one_bad_change_in_a_batch_writes_none_of_it(sync, db):
         (123, "m", True, TypeError, "code must be a str"),
         ("0x1", None, True, TypeError, "message must be a str"),
         ("0x1", "m", "yes", TypeError, "retry must be a bool"),
+        # Found by an outside probe: a header injection that stopped the alert e-mails for good.
+        ("0x1\nBcc: evil@x", "m", False, ValueError, r"code must be printable text; it holds '\\n' \(U\+000A\)"),
+        ("0x\r1", "m", True, ValueError, r"U\+000D"),
+        ("0x\x001", "m", True, ValueError, r"U\+0000"),
+        ("0x\u202e1", "m", True, ValueError, r"U\+202E"),
+        ("0x\u20281", "m", True, ValueError, r"U\+2028"),
     ],
 )
 def test_mark_failed_misuse_changes_nothing(sync, db, code, message, retry, error, text):

