@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 import sqlalchemy as sa
 
 from flask_dynamics_sync.models import SyncError
+from flask_dynamics_sync.models import metadata
+from flask_dynamics_sync.search import MAX_SEARCH_LENGTH
 from flask_dynamics_sync.search import MAX_TERMS
-from flask_dynamics_sync.search import search_condition
+from flask_dynamics_sync.search import SearchTooBroad
 from flask_dynamics_sync.search import escape_like
 from flask_dynamics_sync.search import parse_terms
+from flask_dynamics_sync.search import search_condition
+from flask_dynamics_sync.search import search_problem
 
+from .conftest import ERRORS_URL
 from .conftest import listed_error_ids
+from .conftest import page_text
 
 
 # -- parsing (no database) ----------------------------------------------------------
@@ -30,8 +38,32 @@ def test_a_search_without_terms_selects_nothing_extra(search):
     assert parse_terms(search) == []
 
 
-def test_terms_beyond_the_limit_are_ignored():
-    assert parse_terms(" ".join(f"t{i}" for i in range(20))) == [f"t{i}" for i in range(MAX_TERMS)]
+def test_a_search_of_the_most_terms_and_characters_is_parsed():
+    search = " ".join(["t" * 24] * MAX_TERMS)
+
+    assert len(search) == MAX_SEARCH_LENGTH - 8 + 7
+    assert parse_terms(search) == ["t" * 24] * MAX_TERMS
+
+
+def test_a_search_of_too_many_terms_is_refused_with_the_limit():
+    search = " ".join(f"t{i}" for i in range(MAX_TERMS + 1))
+
+    assert search_problem(search) == "The search has too many terms: 9, at most 8 are allowed."
+    with pytest.raises(SearchTooBroad, match="search of 9 terms; at most 8 are allowed"):
+        parse_terms(search)
+
+
+def test_a_search_of_too_many_characters_is_refused_with_the_limit():
+    search = "x" * 60_000
+
+    assert search_problem(search) == "The search is too long: 60,000 characters, at most 200 are allowed."
+    with pytest.raises(SearchTooBroad, match="search of 60000 characters; at most 200 are allowed"):
+        search_condition(search)
+
+
+@pytest.mark.parametrize("search", [None, "", "x" * MAX_SEARCH_LENGTH, "a b c d e f g h"])
+def test_a_search_within_the_bounds_has_no_problem(search):
+    assert search_problem(search) is None
 
 
 def test_like_wildcards_and_the_escape_character_are_escaped():
@@ -110,6 +142,116 @@ def test_a_short_term_alone_matching_no_id_or_code_finds_nothing(client, errors_
 
 def test_search_and_filters_combine(client, errors_dataset):
     assert listed_error_ids(client, {"search": "Duplicate", "flt0_4": "open"}) == [700001, 700007]
+
+
+def test_a_long_term_must_match_whole_not_only_its_start(client, errors_dataset):
+    assert listed_error_ids(client, {"search": '"Duplicate record: a lead with"'}) == [700001]
+    assert listed_error_ids(client, {"search": '"Duplicate record: a contact"'}) == []
+
+
+# -- bounds: found by an outside probe (minutes of PostgreSQL, a 500 on SQLite) ------------
+
+#: 60,000 random letters and digits, as the probe sent.
+HUGE_SEARCH = ("k3Xq9ZpL2mW7" * 5000)[:60_000]
+
+
+@pytest.fixture
+def statements(db):
+    """The SQL statements sent to the database during the test."""
+    sent: list[str] = []
+
+    def listener(conn, cursor, statement, parameters, context, executemany):  # noqa: ANN001, ANN202
+        sent.append(statement)
+
+    sa.event.listen(db.engine, "before_cursor_execute", listener)
+    yield sent
+    sa.event.remove(db.engine, "before_cursor_execute", listener)
+
+
+def test_a_huge_search_is_refused_within_a_second_with_a_clear_message(client, errors_dataset, statements):
+    started = time.monotonic()
+    response = client.get(ERRORS_URL, query_string={"search": HUGE_SEARCH})
+    elapsed = time.monotonic() - started
+
+    assert response.status_code == 400
+    assert "The search is too long: 60,000 characters, at most 200 are allowed." in page_text(response.text)
+    assert elapsed < 1
+    assert [s for s in statements if "LIKE" in s.upper()] == []
+
+
+def test_a_huge_search_lists_nothing(client, errors_dataset):
+    response = client.get(ERRORS_URL, query_string={"search": HUGE_SEARCH})
+
+    assert "/details/?id=" not in response.text
+
+
+@pytest.mark.parametrize("export_format", ["csv", "xlsx", "json"])
+def test_a_huge_search_is_refused_by_every_export(client, errors_dataset, statements, export_format):
+    response = client.get(ERRORS_URL + f"export/{export_format}/", query_string={"search": HUGE_SEARCH})
+
+    assert response.status_code == 400
+    assert "The search is too long: 60,000 characters, at most 200 are allowed." in page_text(response.text)
+    assert [s for s in statements if "LIKE" in s.upper()] == []
+
+
+def test_a_search_of_too_many_terms_shows_the_limit_on_the_list(client, errors_dataset):
+    response = client.get(ERRORS_URL, query_string={"search": "Duplicate " * 9})
+
+    assert response.status_code == 400
+    assert "The search has too many terms: 9, at most 8 are allowed." in page_text(response.text)
+
+
+#: Rows the query-plan test loads: enough for PostgreSQL to prefer an index to a scan.
+PLANNED_ROWS = 10_000
+
+
+@pytest.fixture
+def planned_errors(empty_db_url, make_app):
+    """A PostgreSQL app over :data:`PLANNED_ROWS` errors with fresh statistics (its database dropped last)."""
+    app = make_app(empty_db_url)
+    with app.app_context():
+        engine = app.extensions["test_db"].engine
+        metadata.create_all(engine)
+        [search_index] = [ix for ix in SyncError.__table__.indexes if ix.name == "ix_dynamics_sync_error_search"]
+        with engine.begin() as conn:
+            search_index.drop(conn)  # built once after the rows: much faster than row by row
+            conn.execute(sa.text(
+                "INSERT INTO dynamics_sync_error (object_type, record_id, record_label, operation, direction,"
+                " error_code, error_message, occurred_at, attempt, state)"
+                " SELECT 'Lead', 'L-' || g, 'Label ' || md5(g::text), 'insert', 'to_dynamics',"
+                " '0x8004' || mod(g, 97), 'Duplicate record ' || md5((g * 7)::text),"
+                " timestamp '2026-03-10 14:00' - make_interval(secs => g), 1, 'open'"
+                " FROM generate_series(1, :rows) AS g"
+            ), {"rows": PLANNED_ROWS})
+            search_index.create(conn)
+            conn.execute(sa.text("ANALYZE dynamics_sync_error"))
+        yield app
+
+
+#: Selective searches: a short term, a phrase, the longest search, the most terms (one selective).
+PLANNED_SEARCHES = ["L-1234", '"record 1f0e"', "x" * MAX_SEARCH_LENGTH, "L-1234 " + "Duplicate " * (MAX_TERMS - 1)]
+
+
+@pytest.mark.parametrize("empty_db_url", ["postgresql"], indirect=True)
+def test_on_postgresql_list_searches_are_planned_on_the_trigram_index(planned_errors):
+    engine = planned_errors.extensions["test_db"].engine
+    client = planned_errors.test_client()
+    searches: list[tuple[str, object]] = []
+
+    def listener(conn, cursor, statement, parameters, context, executemany):  # noqa: ANN001, ANN202
+        if "ILIKE" in statement:
+            searches.append((statement, parameters))
+
+    sa.event.listen(engine, "before_cursor_execute", listener)
+    try:
+        assert [client.get(ERRORS_URL, query_string={"search": s}).status_code for s in PLANNED_SEARCHES] == [200] * 4
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", listener)
+    with engine.connect() as conn:
+        plans = ["\n".join(conn.exec_driver_sql("EXPLAIN " + s, p).scalars()) for s, p in searches]
+
+    assert len(plans) == len(PLANNED_SEARCHES)
+    assert [plan for plan in plans if "ix_dynamics_sync_error_search" not in plan or "Seq Scan" in plan] == []
 
 
 @pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)

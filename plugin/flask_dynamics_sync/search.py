@@ -14,6 +14,13 @@ code (``42`` finds record 42; both columns are indexed). Longer terms use ``ILIK
 ``lower(column) LIKE lower(pattern)``, the same semantics. SQLite's own ``LIKE``
 already ignores case as its ``lower()`` does (ASCII letters), so there it is a
 plain ``LIKE``: a third of the cost of a scan.
+
+Every search is bounded before it reaches the database: at most
+:data:`MAX_SEARCH_LENGTH` characters and :data:`MAX_TERMS` terms
+(:func:`search_problem` says which bound a search exceeds, in the viewer's
+language). A longer pattern would cost the database time in proportion to its
+length on every row it cannot rule out (and SQLite refuses ``LIKE`` patterns
+of 50,000 characters).
 """
 
 from __future__ import annotations
@@ -25,13 +32,21 @@ import sqlalchemy as sa
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.visitors import InternalTraversal
 
+from .i18n import format_number
+from .i18n import gettext
 from .models import ERROR_SEARCH_COLUMNS
 from .models import SyncError
 
 #: Terms shorter than this match record ids and error codes exactly, never as substrings.
 MIN_SUBSTRING_LENGTH = 3
-#: Terms beyond this many are ignored.
+#: Most terms a search may have.
 MAX_TERMS = 8
+#: Most characters a search may have (quotes and spaces included).
+MAX_SEARCH_LENGTH = 200
+#: Leading characters of a longer term the trigram index looks up; the whole term is then
+#: checked on the rows found. PostgreSQL's estimate of a trigram lookup grows with every
+#: trigram: a 200-character term would be planned as a scan of the whole table.
+INDEXED_PREFIX_LENGTH = 16
 #: The ``LIKE ... ESCAPE`` character: needs no escaping in any SQL dialect's string literal.
 LIKE_ESCAPE = "/"
 
@@ -43,17 +58,53 @@ EXACT_COLUMNS = (SyncError.record_id, SyncError.error_code)
 _TERM = re.compile(r'"([^"]*)"|(\S+)')
 
 
-def parse_terms(search: str | None) -> list[str]:
-    """Split a search string into at most :data:`MAX_TERMS` non-empty terms."""
-    if not search:
-        return []
+class SearchTooBroad(ValueError):
+    """A search beyond :data:`MAX_SEARCH_LENGTH` characters or :data:`MAX_TERMS` terms."""
+
+
+def _split(search: str) -> list[str]:
     terms = []
     # The recorder stores NUL as U+FFFD (PostgreSQL refuses NUL in text): look for what is stored.
     for quoted, bare in _TERM.findall(search.replace("\x00", "\ufffd")):
         term = (quoted if quoted else bare).strip()
         if term:
             terms.append(term)
-    return terms[:MAX_TERMS]
+    return terms
+
+
+def search_problem(search: str | None) -> str | None:
+    """Why ``search`` cannot be run, in the viewer's language, or ``None`` when it can."""
+    if not search:
+        return None
+    if len(search) > MAX_SEARCH_LENGTH:
+        return gettext(
+            "The search is too long: %(length)s characters, at most %(limit)s are allowed.",
+            length=format_number(len(search)),
+            limit=format_number(MAX_SEARCH_LENGTH),
+        )
+    terms = len(_split(search))
+    if terms > MAX_TERMS:
+        return gettext(
+            "The search has too many terms: %(terms)s, at most %(limit)s are allowed.",
+            terms=format_number(terms),
+            limit=format_number(MAX_TERMS),
+        )
+    return None
+
+
+def parse_terms(search: str | None) -> list[str]:
+    """Split a search string into its non-empty terms.
+
+    :raises SearchTooBroad: beyond :data:`MAX_SEARCH_LENGTH` characters or :data:`MAX_TERMS` terms.
+    """
+    if not search:
+        return []
+    if len(search) > MAX_SEARCH_LENGTH:
+        raise SearchTooBroad(f"search of {len(search)} characters; at most {MAX_SEARCH_LENGTH} are allowed")
+    terms = _split(search)
+    if len(terms) > MAX_TERMS:
+        raise SearchTooBroad(f"search of {len(terms)} terms; at most {MAX_TERMS} are allowed")
+    return terms
 
 
 def escape_like(term: str) -> str:
@@ -92,9 +143,25 @@ def _compile_sqlite_like(element: ContainsIgnoringCase, compiler: t.Any, **kw: t
 
 
 def term_condition(term: str) -> sa.ColumnElement[bool]:
-    """The condition one term puts on an error row: contained in one of the searched columns."""
+    """The condition one term puts on an error row: contained in one of the searched columns.
+
+    A term longer than :data:`INDEXED_PREFIX_LENGTH` is looked up by its first
+    characters, then compared whole through ``column || ''``, which no index answers
+    (so the planner never prices the whole term as an index lookup).
+    """
     pattern = f"%{escape_like(term)}%"
-    return sa.or_(*(ContainsIgnoringCase(column, pattern) for column in SEARCH_COLUMNS))
+    if len(term) <= INDEXED_PREFIX_LENGTH:
+        return sa.or_(*(ContainsIgnoringCase(column, pattern) for column in SEARCH_COLUMNS))
+    prefix = f"%{escape_like(term[:INDEXED_PREFIX_LENGTH])}%"
+    return sa.or_(
+        *(
+            sa.and_(
+                ContainsIgnoringCase(column, prefix),
+                ContainsIgnoringCase(sa.type_coerce(column + sa.literal_column("''", sa.String), sa.String), pattern),
+            )
+            for column in SEARCH_COLUMNS
+        )
+    )
 
 
 def exact_condition(term: str) -> sa.ColumnElement[bool]:
@@ -103,7 +170,10 @@ def exact_condition(term: str) -> sa.ColumnElement[bool]:
 
 
 def search_condition(search: str | None) -> sa.ColumnElement[bool] | None:
-    """The ``WHERE`` condition of a search string, or ``None`` when it holds no term."""
+    """The ``WHERE`` condition of a search string, or ``None`` when it holds no term.
+
+    :raises SearchTooBroad: see :func:`parse_terms`; :func:`search_problem` tells the viewer why.
+    """
     terms = parse_terms(search)
     if not terms:
         return None

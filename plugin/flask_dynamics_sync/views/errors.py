@@ -73,6 +73,7 @@ from ..i18n import lazy_gettext
 from ..i18n import ngettext
 from ..models import SyncError
 from ..search import search_condition
+from ..search import search_problem
 from ..state import get_state
 from ..types import Direction
 from ..types import ErrorState
@@ -615,6 +616,14 @@ class SyncErrorsView(PluginViewMixin, ModelView):
         filters, _invalid = self.parse_filter_args(args)
         return args.get("search") or None, filters
 
+    def runnable_selection_from(self, args: MultiDict[str, str]) -> tuple[str | None, list[Filter]]:
+        """:meth:`selection_from`, refusing with 400 a search beyond the bounds of :mod:`..search`."""
+        search, filters = self.selection_from(args)
+        problem = search_problem(search)
+        if problem is not None:
+            abort(400, description=problem)
+        return search, filters
+
     def capped_count(self, condition: sa.ColumnElement[bool] | None) -> int:
         """Matching errors, counting at most ``DYNAMICS_SYNC_COUNT_CAP + 1`` of them."""
         return capped_count(self.session, condition, self.sync.settings.count_cap)
@@ -649,9 +658,13 @@ class SyncErrorsView(PluginViewMixin, ModelView):
     ) -> tuple[int | None, t.Any]:
         """One page of the current tab's errors and their count: exact up to the cap, else ``None`` (simple pager).
 
-        Also counts every tab (capped) for the tab bar.
+        Also counts every tab (capped) for the tab bar. A search beyond the bounds
+        of :mod:`..search` lists nothing (the page says why).
         """
         tab = self.state_tab(request.args)
+        if search_problem(search) is not None:
+            self._template_args.update(self.tab_bar_args(tab, {}, 0))
+            return 0, ([] if execute else self.get_query().filter(sa.false()))
         selection = self.selection_condition(search, filters)
         condition = self.selection_condition(search, filters, tab)
         query = self.get_query()
@@ -676,16 +689,22 @@ class SyncErrorsView(PluginViewMixin, ModelView):
                 self.open_errors.put(counts[StateTab.OPEN])  # the menu badge of this page: no second count
         else:
             count = self.capped_count(condition)
-        self._template_args["state_tabs"] = [
-            StateTabLink(each, str(TAB_LABELS[each]), self.count_label((counts or {}).get(each, 0)), self.tab_url(each), each is tab)
-            for each in StateTab
-        ]
-        self._template_args["state_tab"] = tab.value
-        self._template_args["count_label"] = self.count_label(count)
-        self._template_args["match_count"] = count
+        self._template_args.update(self.tab_bar_args(tab, counts or {}, count))
         query = self._apply_pagination(self._ordered(query, sort_column, sort_desc), page, page_size)
         exact = count if count <= cap else None
         return exact, (query.all() if execute else query)
+
+    def tab_bar_args(self, tab: StateTab, counts: dict[StateTab, int], count: int) -> dict[str, t.Any]:
+        """Template arguments of the tab bar and the count of the current tab."""
+        return {
+            "state_tabs": [
+                StateTabLink(each, str(TAB_LABELS[each]), self.count_label(counts.get(each, 0)), self.tab_url(each), each is tab)
+                for each in StateTab
+            ],
+            "state_tab": tab.value,
+            "count_label": self.count_label(count),
+            "match_count": count,
+        }
 
     # -- list -----------------------------------------------------------------------
 
@@ -724,9 +743,11 @@ class SyncErrorsView(PluginViewMixin, ModelView):
         return fields
 
     @expose("/")
-    def index_view(self) -> str:
+    def index_view(self) -> ResponseReturnValue:
         search, filters = self.selection_from(request.args)
+        search_error = search_problem(search)
         self._template_args.update(
+            search_error=search_error,
             filter_fields=self.filter_fields(filters),
             # The stock filter widgets are replaced by the filter bar.
             filters=None,
@@ -741,7 +762,8 @@ class SyncErrorsView(PluginViewMixin, ModelView):
             **self.action_args(),
             scope_all=SCOPE_ALL,
         )
-        return super().index_view()
+        page = super().index_view()
+        return (page, 400) if search_error is not None else page
 
     # -- groups ---------------------------------------------------------------------
 
@@ -829,7 +851,7 @@ class SyncErrorsView(PluginViewMixin, ModelView):
                 abort(404, description=gettext("XLSX export needs XlsxWriter (pip install 'Flask-Dynamics-Sync[xlsx]')."))
             abort(404, description=gettext("Unknown export format."))
         settings = self.sync.settings
-        search, filters = self.selection_from(request.args)
+        search, filters = self.runnable_selection_from(request.args)
         tab = self.state_tab(request.args, StateTab.ALL)
         condition = self.selection_condition(search, filters, tab)
         sort = self._get_column_by_idx(request.args.get("sort", None, type=int))
@@ -915,7 +937,7 @@ class SyncErrorsView(PluginViewMixin, ModelView):
                 abort(400, description=gettext("Unknown action or selection."))
             search, filters, tab = None, [], StateTab.ALL
         else:
-            search, filters = self.selection_from(request.form)
+            search, filters = self.runnable_selection_from(request.form)
             tab = self.state_tab(request.form, StateTab.ALL)
             where = self.selection_condition(search, filters, tab)
         settings = self.sync.settings
