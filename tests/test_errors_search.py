@@ -18,6 +18,7 @@ from flask_dynamics_sync.search import search_condition
 from flask_dynamics_sync.search import search_problem
 
 from .conftest import ERRORS_URL
+from .conftest import UI_LOCALES
 from .conftest import listed_error_ids
 from .conftest import page_text
 
@@ -177,6 +178,25 @@ def test_a_huge_search_is_refused_within_a_second_with_a_clear_message(client, e
     assert "The search is too long: 60,000 characters, at most 200 are allowed." in page_text(response.text)
     assert elapsed < 1
     assert [s for s in statements if "LIKE" in s.upper()] == []
+
+
+TOO_LONG = {
+    "en": "The search is too long: 60,000 characters, at most 200 are allowed.",
+    "it": "La ricerca è troppo lunga: 60.000 caratteri, al massimo 200 sono consentiti.",
+    "pt_BR": "A pesquisa é longa demais: 60.000 caracteres, no máximo 200 são permitidos.",
+    "de": "Die Suche ist zu lang: 60.000 Zeichen, höchstens 200 sind erlaubt.",
+    "es": "La búsqueda es demasiado larga: 60.000 caracteres, se permiten como máximo 200.",
+    "fr": "La recherche est trop longue : 60 000 caractères, 200 au plus sont autorisés.",
+}
+
+
+@pytest.mark.parametrize("locale", UI_LOCALES)
+def test_a_huge_search_is_refused_in_the_viewers_language(make_babel_app, locale):
+    client = make_babel_app().test_client()
+
+    response = client.get(ERRORS_URL, query_string={"search": HUGE_SEARCH}, headers={"Accept-Language": locale})
+
+    assert TOO_LONG[locale] in page_text(response.text)
 
 
 def test_a_huge_search_lists_nothing(client, errors_dataset):

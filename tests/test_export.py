@@ -23,6 +23,7 @@ from flask_dynamics_sync.models import SyncError
 
 from .conftest import ERROR_ROWS
 from .conftest import ERRORS_URL
+from .conftest import fuzz
 from .conftest import load_errors_dataset
 
 EXPORT_URL = ERRORS_URL + "export/{}/"
@@ -328,6 +329,7 @@ def test_json_keeps_the_exact_values(client, db):
 TRIMMABLE = st.characters(categories=["Zs", "Zl", "Zp", "Cc", "Cf"]) | st.sampled_from("\t\n\v\f\r\x1c\x85'\"")
 
 
+@fuzz(200)
 @given(prefix=st.text(TRIMMABLE, max_size=6), start=st.sampled_from("=+-@"), rest=st.text(max_size=20))
 def test_a_formula_behind_any_trimmable_prefix_is_neutralized(prefix, start, rest):
     value = prefix + start + rest
@@ -335,6 +337,7 @@ def test_a_formula_behind_any_trimmable_prefix_is_neutralized(prefix, start, res
     assert export.neutralize(value) == "'" + value
 
 
+@fuzz(200)
 @given(value=st.text(st.characters(categories=["L", "N", "P", "S", "Z", "Cc", "Cf"]), max_size=12))
 def test_neutralizing_round_trips(value):
     cell = export.neutralize(value)
@@ -343,6 +346,7 @@ def test_neutralizing_round_trips(value):
     assert restored == value
 
 
+@fuzz(200)
 @given(prefix=st.text(TRIMMABLE.filter(lambda ch: ch not in "\t\r"), max_size=6),
        rest=st.text(st.characters(categories=["L", "N"]), min_size=1, max_size=8))
 def test_text_behind_a_trimmable_prefix_without_tab_or_carriage_return_is_left_alone(prefix, rest):

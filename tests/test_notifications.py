@@ -289,3 +289,27 @@ def test_an_alert_is_mailed(make_app, db_url, smtp):
     assert message["Subject"] == "Dynamics sync alert: 4 errors 0x80040237 in 15 minutes"
     assert "Objects: Lead" in message.get_content()
     assert result.emails_sent == 1
+
+
+# -- headers ------------------------------------------------------------------------
+
+
+def test_a_line_break_in_a_stored_error_code_stays_out_of_the_headers(make_app, db_url, smtp):
+    # A code recorded before codes were validated: the alert is mailed, on one subject line.
+    app, sync, db = alert_app(make_app, db_url, **MAIL)
+    with app.app_context():
+        add_errors(db, *(failure(NOW - i * M, str(i), code="0x1\nBcc: evil@x") for i in range(4)))
+        result = sync.notify(digest=False)
+
+    [message] = smtp.sessions[0].messages
+    assert message["Subject"] == "Dynamics sync alert: 4 errors 0x1 Bcc: evil@x in 15 minutes"
+    assert (message["Bcc"], message["To"]) == (None, "ops@example.com, crm@example.com")
+    assert result.emails_sent == 1
+
+
+@pytest.mark.parametrize("key", ["DYNAMICS_SYNC_NOTIFY_EMAILS", "DYNAMICS_SYNC_MAIL_SENDER"])
+def test_an_address_with_a_line_break_is_refused_at_init_app(make_app, sqlite_url, key):
+    value = "ops@example.com\nBcc: evil@x"
+
+    with pytest.raises(ValueError, match=rf"{key}: not an e-mail address: 'ops@example.com\\nBcc: evil@x'"):
+        make_app(sqlite_url, config={key: [value] if key.endswith("EMAILS") else value})

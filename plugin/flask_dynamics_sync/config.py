@@ -152,6 +152,15 @@ def _directories(value: t.Any) -> tuple[str, ...]:
     return tuple(str(directory) for directory in value if str(directory))
 
 
+def _addresses(key: str, value: t.Any) -> tuple[str, ...]:
+    """E-mail addresses written into headers: printable text, one line each."""
+    addresses = (value,) if isinstance(value, str) else tuple(value or ())
+    for address in addresses:
+        if not isinstance(address, str) or not address.strip() or not address.isprintable():
+            raise ValueError(f"{key}: not an e-mail address: {address!r}")
+    return addresses
+
+
 def _locale(value: t.Any) -> str:
     from babel import Locale
     from babel import UnknownLocaleError
@@ -215,12 +224,12 @@ def load_settings(config: t.MutableMapping[str, t.Any]) -> Settings:
         status_refresh_seconds=_positive_int(config, "DYNAMICS_SYNC_STATUS_REFRESH_SECONDS"),
         alert_threshold=_positive_int(config, "DYNAMICS_SYNC_ALERT_THRESHOLD", allow_zero=True),
         alert_window_minutes=_positive_int(config, "DYNAMICS_SYNC_ALERT_WINDOW_MINUTES"),
-        notify_emails=tuple(config["DYNAMICS_SYNC_NOTIFY_EMAILS"] or ()),
+        notify_emails=_addresses("DYNAMICS_SYNC_NOTIFY_EMAILS", config["DYNAMICS_SYNC_NOTIFY_EMAILS"]),
         notify_locale=_locale(config["DYNAMICS_SYNC_NOTIFY_LOCALE"]),
         smtp_host=str(config["DYNAMICS_SYNC_SMTP_HOST"]),
         smtp_port=_positive_int(config, "DYNAMICS_SYNC_SMTP_PORT"),
         smtp_username=config["DYNAMICS_SYNC_SMTP_USERNAME"],
         smtp_password=config["DYNAMICS_SYNC_SMTP_PASSWORD"],
         smtp_starttls=bool(config["DYNAMICS_SYNC_SMTP_STARTTLS"]),
-        mail_sender=str(config["DYNAMICS_SYNC_MAIL_SENDER"]),
+        mail_sender=_addresses("DYNAMICS_SYNC_MAIL_SENDER", str(config["DYNAMICS_SYNC_MAIL_SENDER"]))[0],
     )

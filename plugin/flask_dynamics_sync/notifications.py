@@ -295,10 +295,11 @@ class SmtpMailer:
         )
 
     def send(self, subject: str, body: str) -> None:
+        """Send one e-mail; every header is written as one line of printable text (:func:`header_text`)."""
         message = EmailMessage()
-        message["Subject"] = subject
-        message["From"] = self.sender
-        message["To"] = ", ".join(self.recipients)
+        message["Subject"] = header_text(subject)
+        message["From"] = header_text(self.sender)
+        message["To"] = header_text(", ".join(self.recipients))
         message.set_content(body)
         with smtplib.SMTP(self.host, self.port, timeout=self.timeout) as smtp:
             if self.starttls:
@@ -306,6 +307,15 @@ class SmtpMailer:
             if self.username:
                 smtp.login(self.username, self.password or "")
             smtp.send_message(message)
+
+
+def header_text(value: str) -> str:
+    """``value`` as one line of printable text: line breaks, control and format characters become spaces.
+
+    Error codes recorded before they were validated may hold a line break, which
+    ``email`` refuses in a header (an injection attempt); the e-mail is sent anyway.
+    """
+    return " ".join("".join(ch if ch.isprintable() else " " for ch in value).split())
 
 
 def digest_email(digest: ErrorsDigest) -> tuple[str, str]:
