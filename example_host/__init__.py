@@ -4,7 +4,7 @@ It has its own models, its own ``Admin``, a login with an explicit access
 policy, its own locale selector and a strict Content-Security-Policy. The
 plugin is embedded in the documented few lines (see :func:`create_app`)::
 
-    sync = DynamicsSync(can_act=auth.is_operator)
+    sync = DynamicsSync(can_act=auth.is_operator, viewer_id=auth.current_user_id)
     sync.track(Customer, "Contact", label="name", dataverse=connector.CONTACT)
     ...
     sync.init_app(app, admin=admin, db=db)
@@ -46,8 +46,8 @@ INSTANCE_PATH = os.path.join(PACKAGE_DIR, "instance")
 DATABASE_FILE = "example_host.sqlite"
 
 # The plugin follows the console's policy: whoever may open /admin/ may look;
-# only operators may retry, ignore or resolve errors.
-sync = DynamicsSync(can_act=auth.is_operator)
+# only operators may retry, ignore or resolve errors. Exports are bounded per signed-in user.
+sync = DynamicsSync(can_act=auth.is_operator, viewer_id=auth.current_user_id)
 # The records reach Dynamics through the plugin's connector (mappings in connector.py).
 sync.track(Prospect, "Lead", label="name", dataverse=connector.LEAD)
 sync.track(Customer, "Contact", label="name", dataverse=connector.CONTACT)

@@ -57,6 +57,12 @@ def current_user() -> User | None:
     return g.get("user")
 
 
+def current_user_id() -> int | None:
+    """The signed-in user's id: who an export belongs to."""
+    user = current_user()
+    return user.id if user is not None else None
+
+
 def is_signed_in() -> bool:
     return current_user() is not None
 

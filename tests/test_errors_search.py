@@ -170,6 +170,7 @@ def statements(db):
 
 
 def test_a_huge_search_is_refused_within_a_second_with_a_clear_message(client, errors_dataset, statements):
+    assert client.get(ERRORS_URL).status_code == 200  # templates compiled: what is timed is the search
     started = time.monotonic()
     response = client.get(ERRORS_URL, query_string={"search": HUGE_SEARCH})
     elapsed = time.monotonic() - started

@@ -240,7 +240,8 @@ def test_rows_are_read_in_chunks_through_a_streaming_cursor(make_app, db_url):
 def test_the_row_source_yields_plain_rows_chunk_by_chunk(db, errors_dataset):
     stmt = export.select_columns().order_by(SyncError.id)
 
-    chunks = list(export.iter_row_chunks(db.engine, stmt, 3))
+    with db.engine.connect() as conn:
+        chunks = list(export.iter_row_chunks(conn, stmt, 3))
     assert [len(chunk) for chunk in chunks] == [3, 3, 2]
     assert isinstance(chunks[0][0], sa.Row)
 
@@ -260,11 +261,14 @@ def test_an_export_loads_no_orm_objects(client, errors_dataset):
     assert loaded == []
 
 
-def test_the_xlsx_temporary_file_is_deleted_once_sent(client, errors_dataset, tmp_path, monkeypatch):
+@pytest.mark.parametrize("export_format", ["csv", "xlsx", "json"])
+def test_an_export_leaves_no_file_in_the_temporary_folder_while_or_after_it_is_sent(
+    client, errors_dataset, tmp_path, monkeypatch, export_format
+):
     monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
 
-    with client.get(EXPORT_URL.format("xlsx"), buffered=False) as response:
-        assert len(os.listdir(tmp_path)) == 1
+    with client.get(EXPORT_URL.format(export_format), buffered=False) as response:
+        assert os.listdir(tmp_path) == []
         response.get_data()
     assert os.listdir(tmp_path) == []
 

@@ -59,6 +59,16 @@ DEFAULTS: dict[str, t.Any] = {
     "DYNAMICS_SYNC_EXPORT_MAX_ROWS": None,
     # Rows fetched per round trip while exporting.
     "DYNAMICS_SYNC_EXPORT_CHUNK_SIZE": 2000,
+    # Seconds a statement of a plugin page (list, details, status, JSON, metrics) may run before it is stopped.
+    "DYNAMICS_SYNC_PAGE_TIME_LIMIT": 10,
+    # Seconds an export may spend reading the database (each statement, and all of them together).
+    "DYNAMICS_SYNC_EXPORT_TIME_LIMIT": 300,
+    # Exports one user may have reading the database at a time, per process.
+    "DYNAMICS_SYNC_EXPORTS_PER_USER": 1,
+    # Exports all users together may have reading the database at a time, per process.
+    "DYNAMICS_SYNC_EXPORTS_TOTAL": 4,
+    # Most rows of an XLSX export; a larger selection is refused with its count and the CSV link.
+    "DYNAMICS_SYNC_XLSX_MAX_ROWS": 50000,
     # Errors list: counts above this are shown capped ("10,000+").
     "DYNAMICS_SYNC_COUNT_CAP": 10000,
     # Seconds between updates of the Sync Status page when its auto-refresh is switched on.
@@ -107,6 +117,11 @@ class Settings:
     lease_seconds: int
     export_max_rows: int | None
     export_chunk_size: int
+    page_time_limit: float
+    export_time_limit: float
+    exports_per_user: int
+    exports_total: int
+    xlsx_max_rows: int
     count_cap: int
     status_refresh_seconds: int
     alert_threshold: int
@@ -181,6 +196,15 @@ def _timezone(value: t.Any) -> str:
     return str(value)
 
 
+def _positive_seconds(config: Mapping[str, t.Any], key: str) -> float:
+    value = config[key]
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{key} must be a number of seconds, not {type(value).__name__}")
+    if not 0 < value < 365 * 24 * 3600:
+        raise ValueError(f"{key} must be > 0 and under a year, got {value}")
+    return float(value)
+
+
 def _positive_int(config: Mapping[str, t.Any], key: str, *, allow_zero: bool = False) -> int:
     value = config[key]
     if isinstance(value, bool) or not isinstance(value, int):
@@ -220,6 +244,11 @@ def load_settings(config: t.MutableMapping[str, t.Any]) -> Settings:
         lease_seconds=_positive_int(config, "DYNAMICS_SYNC_LEASE_SECONDS"),
         export_max_rows=export_max_rows,
         export_chunk_size=_positive_int(config, "DYNAMICS_SYNC_EXPORT_CHUNK_SIZE"),
+        page_time_limit=_positive_seconds(config, "DYNAMICS_SYNC_PAGE_TIME_LIMIT"),
+        export_time_limit=_positive_seconds(config, "DYNAMICS_SYNC_EXPORT_TIME_LIMIT"),
+        exports_per_user=_positive_int(config, "DYNAMICS_SYNC_EXPORTS_PER_USER"),
+        exports_total=_positive_int(config, "DYNAMICS_SYNC_EXPORTS_TOTAL"),
+        xlsx_max_rows=_positive_int(config, "DYNAMICS_SYNC_XLSX_MAX_ROWS"),
         count_cap=_positive_int(config, "DYNAMICS_SYNC_COUNT_CAP"),
         status_refresh_seconds=_positive_int(config, "DYNAMICS_SYNC_STATUS_REFRESH_SECONDS"),
         alert_threshold=_positive_int(config, "DYNAMICS_SYNC_ALERT_THRESHOLD", allow_zero=True),

@@ -2,16 +2,18 @@
 
 One row source (:func:`iter_row_chunks`) reads plain rows in chunks through a
 server-side cursor (``yield_per``: a named cursor on PostgreSQL, an unbuffered
-cursor on MariaDB); one writer per format turns them into bytes:
+cursor on MariaDB); one writer per format turns them into bytes, written to a
+nameless temporary file at database speed (:func:`spool`). Only then is the
+file sent (:func:`file_response`): the database connection is back in the pool
+before the client has to read, so a stalled download holds no session.
 
 * CSV: UTF-8 with a byte order mark (so spreadsheets detect the encoding),
-  ``\\r\\n`` line ends, a header row in the viewer's language, streamed chunk by chunk.
-  The database hands over finished text cells (:func:`csv_columns`: ISO times,
-  neutralized text), so a million rows stream at a few microseconds each.
-* JSON: an array of objects with stable English keys (:data:`COLUMNS`), streamed
-  chunk by chunk. Values are exact: JSON is read by programs, not spreadsheets.
-* XLSX: XlsxWriter in ``constant_memory`` mode into a temporary file, which is
-  then streamed and deleted when the response closes. Times are real date cells
+  ``\\r\\n`` line ends, a header row in the viewer's language. The database
+  hands over finished text cells (:func:`csv_columns`: ISO times, digits), so
+  a million rows are written at a few microseconds each.
+* JSON: an array of objects with stable English keys (:data:`COLUMNS`).
+  Values are exact: JSON is read by programs, not spreadsheets.
+* XLSX: XlsxWriter in ``constant_memory`` mode. Times are real date cells
   shown as ISO 8601.
 
 Times are ISO 8601 UTC (``2026-03-10T14:20:00Z``). Operation, direction and
@@ -25,12 +27,14 @@ from __future__ import annotations
 import csv
 import dataclasses
 import datetime as dt
+import glob
 import io
-import itertools
 import json
 import os
 import re
+import shutil
 import tempfile
+import time
 import typing as t
 import unicodedata
 from collections.abc import Callable
@@ -40,15 +44,18 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 from flask import Response
-from flask import stream_with_context
+from sqlalchemy.engine import Connection
 from sqlalchemy.engine import Engine
 from sqlalchemy.engine import Row
 
 from .clock import isoformat_utc
 from .database import dialect_family
+from .config import Settings
 from .i18n import gettext
 from .i18n import lazy_gettext
 from .models import SyncError
+from .time_limits import check_deadline
+from .time_limits import limited_connection
 
 try:
     import xlsxwriter
@@ -172,24 +179,23 @@ def _iso_utc_sql(value: sa.ColumnElement[dt.datetime], family: str) -> sa.Column
     )
 
 
-def iter_row_chunks(engine: Engine, stmt: sa.Select[t.Any], chunk_size: int) -> Iterator[Sequence[Row[t.Any]]]:
+def iter_row_chunks(conn: Connection, stmt: sa.Select[t.Any], chunk_size: int) -> Iterator[Sequence[Row[t.Any]]]:
     """Run ``stmt`` and yield its rows ``chunk_size`` at a time, as plain rows.
 
-    A server-side cursor keeps memory flat whatever the number of rows; the
-    connection is returned to the pool when the iterator is exhausted or closed.
+    A server-side cursor keeps memory flat whatever the number of rows.
     """
-    with engine.connect() as conn:
-        result = conn.execution_options(yield_per=chunk_size).execute(stmt)
-        yield from result.partitions()
+    result = conn.execute(stmt, execution_options={"yield_per": chunk_size})
+    yield from result.partitions()
 
 
-def exceeds(engine: Engine, where: sa.ColumnElement[bool] | None, limit: int) -> bool:
-    """Do more than ``limit`` errors match ``where``? Reads at most ``limit + 1`` index entries."""
-    stmt = sa.select(SyncError.id).order_by(None).offset(limit).limit(1)
+def count_matching(conn: Connection, where: sa.ColumnElement[bool] | None, cap: int | None = None) -> int:
+    """How many errors match ``where``: all of them, or at most ``cap + 1``."""
+    inner = sa.select(sa.literal(1)).select_from(SyncError.__table__)
     if where is not None:
-        stmt = stmt.where(where)
-    with engine.connect() as conn:
-        return conn.execute(stmt).first() is not None
+        inner = inner.where(where)
+    if cap is not None:
+        inner = inner.limit(cap + 1)
+    return int(conn.scalar(sa.select(sa.func.count()).select_from(inner.subquery())) or 0)
 
 
 # -- writers ----------------------------------------------------------------------
@@ -247,14 +253,25 @@ def xlsx_available() -> bool:
 
 
 def write_xlsx(
-    chunks: RowChunks, header: Sequence[str], path: str, *, sheet_name: str, created: dt.datetime
+    chunks: RowChunks, header: Sequence[str], target: str | t.BinaryIO, *, sheet_name: str, created: dt.datetime
 ) -> None:
-    """Write an XLSX workbook to ``path`` row by row (XlsxWriter ``constant_memory``)."""
+    """Write an XLSX workbook to ``target`` (a path or a binary file) row by row (XlsxWriter ``constant_memory``).
+
+    XlsxWriter keeps the rows in named scratch files until the workbook is
+    zipped: they go in a ``dynamics-sync-*`` folder of their own, removed
+    afterwards (and by :func:`remove_stale_spool_files` if the process was killed).
+    """
     if xlsxwriter is None:  # pragma: no cover - guarded by xlsx_available()
         raise RuntimeError("XLSX export needs XlsxWriter: pip install 'Flask-Dynamics-Sync[xlsx]'")
-    workbook = xlsxwriter.Workbook(
-        path, {"constant_memory": True, "tmpdir": tempfile.gettempdir(), "strings_to_numbers": False}
-    )
+    with tempfile.TemporaryDirectory(prefix=SPOOL_PREFIX) as scratch:
+        _write_workbook(chunks, header, target, scratch, sheet_name=sheet_name, created=created)
+
+
+def _write_workbook(
+    chunks: RowChunks, header: Sequence[str], target: str | t.BinaryIO, scratch: str, *, sheet_name: str,
+    created: dt.datetime,
+) -> None:
+    workbook = xlsxwriter.Workbook(target, {"constant_memory": True, "tmpdir": scratch, "strings_to_numbers": False})
     workbook.set_properties({"title": sheet_name, "created": created})
     try:
         sheet = workbook.add_worksheet(_sheet_name(sheet_name))
@@ -289,16 +306,19 @@ def _sheet_name(name: str) -> str:
     return cleaned[:31] or "Sheet1"
 
 
-# -- responses --------------------------------------------------------------------
+# -- spooling and responses --------------------------------------------------------
+
+#: Prefix of every file and folder an export writes in the temporary folder.
+SPOOL_PREFIX = "dynamics-sync-"
 
 
 @dataclasses.dataclass(frozen=True)
 class ExportFormat:
-    """A downloadable format: file extension, MIME type and how to build the response."""
+    """A downloadable format: file extension, MIME type and how to write rows to a file."""
 
     name: str
     mimetype: str
-    respond: Callable[[Callable[[], Iterator[Sequence[Row[t.Any]]]], str, dt.datetime], Response]
+    write: Callable[[RowChunks, t.BinaryIO, dt.datetime], None]
     columns: Callable[[str], Sequence[sa.ColumnElement[t.Any]]] | None = None
     """The columns to read instead of :func:`select_columns`' (given the dialect family)."""
 
@@ -306,53 +326,23 @@ class ExportFormat:
         return f"{stem}.{self.name}"
 
 
-def _attachment(filename: str) -> dict[str, str]:
-    return {"Content-Disposition": f'attachment; filename="{filename}"'}
+def _write_csv(chunks: RowChunks, file: t.BinaryIO, now: dt.datetime) -> None:
+    for part in csv_chunks(chunks, headers()):
+        file.write(part.encode("utf-8"))
 
 
-def _csv_response(chunks: Callable[[], Iterator[Sequence[Row[t.Any]]]], filename: str, now: dt.datetime) -> Response:
-    header = headers()
-    body = (part.encode("utf-8") for part in csv_chunks(chunks(), header))
-    return Response(stream_with_context(body), mimetype="text/csv", headers=_attachment(filename))
+def _write_json(chunks: RowChunks, file: t.BinaryIO, now: dt.datetime) -> None:
+    for part in json_chunks(chunks):
+        file.write(part.encode("utf-8"))
 
 
-def _json_response(chunks: Callable[[], Iterator[Sequence[Row[t.Any]]]], filename: str, now: dt.datetime) -> Response:
-    body = (part.encode("utf-8") for part in json_chunks(chunks()))
-    return Response(stream_with_context(body), mimetype="application/json", headers=_attachment(filename))
+def _write_xlsx(chunks: RowChunks, file: t.BinaryIO, now: dt.datetime) -> None:
+    write_xlsx(chunks, headers(), file, sheet_name=gettext("Sync errors"), created=now)
 
 
-def _xlsx_response(chunks: Callable[[], Iterator[Sequence[Row[t.Any]]]], filename: str, now: dt.datetime) -> Response:
-    handle, path = tempfile.mkstemp(prefix="dynamics-sync-", suffix=".xlsx")
-    os.close(handle)
-    try:
-        write_xlsx(chunks(), headers(), path, sheet_name=gettext("Sync errors"), created=now)
-        size = os.path.getsize(path)
-    except BaseException:
-        _delete(path)
-        raise
-    response = Response(_file_chunks(path), mimetype=XLSX.mimetype, headers=_attachment(filename))
-    response.content_length = size
-    # Deleted once sent, or when the client went away before (the body never started).
-    response.call_on_close(lambda: _delete(path))
-    return response
-
-
-def _file_chunks(path: str) -> Iterator[bytes]:
-    with open(path, "rb") as file:
-        while chunk := file.read(_FILE_CHUNK):
-            yield chunk
-
-
-def _delete(path: str) -> None:
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
-
-
-CSV = ExportFormat("csv", "text/csv", _csv_response, csv_columns)
-XLSX = ExportFormat("xlsx", "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet", _xlsx_response)
-JSON = ExportFormat("json", "application/json", _json_response)
+CSV = ExportFormat("csv", "text/csv", _write_csv, csv_columns)
+XLSX = ExportFormat("xlsx", "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet", _write_xlsx)
+JSON = ExportFormat("json", "application/json", _write_json)
 
 
 def available_formats() -> dict[str, ExportFormat]:
@@ -361,24 +351,97 @@ def available_formats() -> dict[str, ExportFormat]:
     return {f.name: f for f in formats}
 
 
-def export_response(
+def spool(
     export_format: ExportFormat,
     engine: Engine,
     stmt: sa.Select[t.Any],
     *,
     chunk_size: int,
-    filename: str,
+    seconds: float,
     now: dt.datetime,
-) -> Response:
-    """Stream the rows of ``stmt`` (built on :func:`select_columns`) as a download made at ``now``.
+) -> t.BinaryIO:
+    """Write the rows of ``stmt`` (built on :func:`select_columns`) to a temporary file, at database speed.
 
-    The query runs and its first chunk is read before the response starts: a
-    database that does not answer gets the error page (503), never a download
-    cut off after its header row.
+    The connection goes back to the pool before this returns, so a client that
+    reads slowly (or never) holds a file, not a database session. Each statement
+    and all of them together stop after ``seconds`` (:class:`~.time_limits.QueryTimeout`).
+    The file has no name (``tempfile.TemporaryFile``): the system frees it when
+    it is closed, even by a killed process. Returned positioned at its start.
     """
     if export_format.columns is not None:
         stmt = stmt.with_only_columns(*export_format.columns(dialect_family(engine)), maintain_column_froms=True)
-    rows = iter_row_chunks(engine, stmt, chunk_size)
-    first = next(rows, None)
-    started = rows if first is None else itertools.chain((first,), rows)
-    return export_format.respond(lambda: started, filename, now)
+    file = tempfile.TemporaryFile(prefix=SPOOL_PREFIX, suffix="." + export_format.name)
+    try:
+        deadline = time.monotonic() + seconds
+        with limited_connection(engine, seconds) as conn:
+            chunks = iter_row_chunks(conn, stmt, chunk_size)
+            export_format.write(_until(deadline, seconds, chunks), file, now)  # type: ignore[arg-type]
+        file.seek(0)
+    except BaseException:
+        file.close()
+        raise
+    return file
+
+
+def _until(deadline: float, seconds: float, chunks: RowChunks) -> Iterator[Sequence[Row[t.Any]]]:
+    for chunk in chunks:
+        check_deadline(deadline, seconds)
+        yield chunk
+
+
+def file_response(file: t.BinaryIO, export_format: ExportFormat, filename: str) -> Response:
+    """A download of a file :func:`spool` wrote; the file is closed (and so freed) when the response is."""
+    size = os.fstat(file.fileno()).st_size
+    response = Response(_file_chunks(file), mimetype=export_format.mimetype, headers=attachment(filename))
+    response.content_length = size
+    response.call_on_close(file.close)
+    return response
+
+
+def head_response(export_format: ExportFormat, filename: str) -> Response:
+    """What a ``HEAD`` request gets: the download's headers, without reading anything."""
+    response = Response(b"", mimetype=export_format.mimetype, headers=attachment(filename))
+    response.cache_control.no_store = True
+    return response
+
+
+def attachment(filename: str) -> dict[str, str]:
+    return {"Content-Disposition": f'attachment; filename="{filename}"'}
+
+
+def _file_chunks(file: t.BinaryIO) -> Iterator[bytes]:
+    try:
+        while chunk := file.read(_FILE_CHUNK):
+            yield chunk
+    finally:
+        file.close()
+
+
+def stale_spool_age(settings: Settings) -> dt.timedelta:
+    """Age after which a ``dynamics-sync-*`` scratch file cannot belong to a live export: twice its time limit, an hour at least."""
+    return max(dt.timedelta(seconds=2 * settings.export_time_limit), dt.timedelta(hours=1))
+
+
+def remove_stale_spool_files(older_than: dt.timedelta, directory: str | None = None) -> int:
+    """Delete ``dynamics-sync-*`` files and folders in the temporary folder older than ``older_than``.
+
+    What a process killed while writing an XLSX workbook leaves (XlsxWriter's
+    named scratch files, see :func:`write_xlsx`), and the named files of
+    earlier versions. Exports stop reading after ``DYNAMICS_SYNC_EXPORT_TIME_LIMIT``,
+    so nothing older belongs to a live export. Returns how many were removed.
+    """
+    folder = directory or tempfile.gettempdir()
+    cutoff = time.time() - older_than.total_seconds()
+    removed = 0
+    for path in glob.glob(os.path.join(glob.escape(folder), SPOOL_PREFIX + "*")):
+        try:
+            if os.lstat(path).st_mtime >= cutoff:
+                continue
+            if os.path.isdir(path) and not os.path.islink(path):
+                shutil.rmtree(path)
+            else:
+                os.unlink(path)
+        except OSError:  # gone already, or not ours to delete
+            continue
+        removed += 1
+    return removed

@@ -28,6 +28,10 @@ from .dataverse.mapping import bind_mappings
 from .dataverse.settings import load_connector_settings
 from .errors import AccessPolicyWarning
 from .errors import NotInitializedError
+from .export import remove_stale_spool_files
+from .export import stale_spool_age
+from .export_slots import ExportSlots
+from .export_slots import default_viewer_id
 from .host_database import SessionSource
 from .host_database import host_database
 from .i18n import install_babel_fallback
@@ -88,6 +92,9 @@ class DynamicsSync:
     :param record_url: ``record_url(object_type, record_id)`` gives the URL of the host's
         own page of a record (or ``None``); record ids in the views link there. Defaults
         to the host's ``ModelView`` of the model tracked for that object type, if any.
+    :param viewer_id: who is asking (any hashable value), for the per-user bound on
+        exports (``DYNAMICS_SYNC_EXPORTS_PER_USER``). Defaults to Flask-Login's user
+        id when the host uses Flask-Login, else the client's address.
     """
 
     def __init__(
@@ -101,12 +108,14 @@ class DynamicsSync:
         can_view: Policy | None = None,
         can_act: Policy | None = None,
         record_url: Callable[[str, str], str | None] | None = None,
+        viewer_id: Callable[[], t.Hashable] | None = None,
     ) -> None:
         self.clock: Callable[[], dt.datetime] = clock or utcnow
         self.access = access
         self.can_view = can_view
         self.can_act = can_act
         self.record_url = record_url
+        self.viewer_id: Callable[[], t.Hashable] = viewer_id or default_viewer_id
         self._trackings: list[Tracking] = []
         # The views made for each Admin: made and added once, whatever the number of apps.
         self._admin_views: weakref.WeakKeyDictionary[Admin, list[BaseView]] = weakref.WeakKeyDictionary()
@@ -168,6 +177,9 @@ class DynamicsSync:
         )
         install_babel_fallback(app)
         leave_out_of_host_migrations(app)
+        state.export_slots = ExportSlots(per_viewer=settings.exports_per_user, total=settings.exports_total)
+        # What an export killed mid-way left behind (a live one is younger than its time limit).
+        remove_stale_spool_files(older_than=stale_spool_age(settings))
         from .cli import cli_group
 
         app.cli.add_command(cli_group)

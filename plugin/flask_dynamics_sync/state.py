@@ -16,6 +16,7 @@ from flask import current_app
 from .config import Settings
 from .dataverse.settings import ConnectorSettings
 from .errors import NotInitializedError
+from .export_slots import ExportSlots
 from .host_database import HostDatabase
 from .recorder import Recorder
 
@@ -40,6 +41,8 @@ class AppState:
     scheduler: t.Any = None
     worker: t.Any = None
     """The sync worker the scheduler runs (``DYNAMICS_SYNC_WORKER_IN_SCHEDULER``)."""
+    export_slots: ExportSlots | None = None
+    """The exports in flight and reading (:mod:`.export_slots`)."""
 
 
 def get_state(app: Flask | None = None) -> AppState:

@@ -12,7 +12,7 @@ Modes:
 - ``claim URL NOW LIMIT``: a claim of LIMIT records, frozen after it marked them claimed.
 - ``mark-synced URL NOW LIMIT``: claims LIMIT records (committed; prints ``claimed`` and
   their keys as JSON), then reports them synced, frozen after the sync events are written.
-- ``export URL NOW``: downloads the Sync Errors CSV export, frozen after its first chunk
+- ``export URL NOW``: the Sync Errors CSV export, frozen after writing its first chunk of rows
   of rows was sent.
 """
 
@@ -120,6 +120,8 @@ def mark_synced(url: str, now: str, limit: str) -> None:
 
 
 def export(url: str, now: str) -> None:
+    from flask_dynamics_sync import export as export_module
+
     app, db, _sync = make_app(url, now)
     sessions: list[str] = []
 
@@ -127,13 +129,19 @@ def export(url: str, now: str) -> None:
         if "FROM dynamics_sync_error" in statement:
             sessions.append(session_id(conn.connection.dbapi_connection))
 
+    write_csv = export_module.csv_chunks
+
+    def frozen_after_the_first_chunk(chunks, header):  # noqa: ANN001, ANN202
+        parts = write_csv(chunks, header)
+        yield next(parts)  # byte order mark and header
+        yield next(parts)  # the first chunk of rows: the cursor is open on the server
+        pause(sessions[-1])
+
+    export_module.csv_chunks = frozen_after_the_first_chunk
     with app.app_context():
         sa.event.listen(db.engine, "after_cursor_execute", remember_session)
-    response = app.test_client().get("/admin/dynamics/errors/export/csv/", buffered=False)
-    body = iter(response.response)
-    next(body)  # byte order mark and header
-    next(body)  # the first chunk of rows: the cursor is open on the server
-    pause(sessions[-1])
+    app.test_client().get("/admin/dynamics/errors/export/csv/")
+    raise SystemExit("the export ended without pausing")
 
 
 class CrashWorker(Worker):

@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import typing as t
+from collections.abc import Iterator
 
 from flask import Blueprint
 from flask.typing import ResponseReturnValue
 from markupsafe import Markup
 
 from .. import i18n
+from ..time_limits import limited_connection
 from .access import HostAccess
 from .db_errors import register_database_error_handler
 from .record_links import record_html
 
 if t.TYPE_CHECKING:
+    from sqlalchemy.engine import Connection
+
     from ..extension import DynamicsSync
 
 
@@ -71,6 +76,12 @@ class PluginViewMixin:
 
     def inaccessible_callback(self, name: str, **kwargs: t.Any) -> ResponseReturnValue:
         return self.host_access.refuse(name, **kwargs)
+
+    @contextlib.contextmanager
+    def page_connection(self) -> Iterator[Connection]:
+        """A connection whose statements stop after ``DYNAMICS_SYNC_PAGE_TIME_LIMIT`` seconds."""
+        with limited_connection(self.sync.engine, self.sync.settings.page_time_limit) as conn:
+            yield conn
 
     def create_blueprint(self, admin: t.Any) -> Blueprint:
         blueprint = super().create_blueprint(admin)  # type: ignore[misc]

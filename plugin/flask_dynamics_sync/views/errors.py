@@ -74,13 +74,17 @@ from ..i18n import ngettext
 from ..models import SyncError
 from ..search import search_condition
 from ..search import search_problem
+from ..export_slots import ExportsBusy
 from ..state import get_state
+from ..time_limits import time_limit
 from ..types import Direction
 from ..types import ErrorState
 from ..types import Operation
 from .base import PluginViewMixin
 from .base import local_url
 from .base import time_html
+from .db_errors import exports_busy_response
+from .db_errors import message_response
 
 if t.TYPE_CHECKING:
     from jinja2.runtime import Context
@@ -536,7 +540,13 @@ class SyncErrorsView(PluginViewMixin, ModelView):
             return None
         if not 0 < key <= MAX_ERROR_ID:  # no database takes a key beyond 64 bits: there is no such error
             return None
-        return self.session.get(SyncError, key)
+        with self.limited_session():
+            return self.session.get(SyncError, key)
+
+    def limited_session(self) -> t.ContextManager[None]:
+        """Stop the host session's statements after ``DYNAMICS_SYNC_PAGE_TIME_LIMIT`` seconds in this block."""
+        connection = self.session.connection(bind_arguments={"mapper": SyncError})
+        return time_limit(connection, self.sync.settings.page_time_limit)
 
     def _get_list_extra_args(self) -> t.Any:
         args = super()._get_list_extra_args()
@@ -647,6 +657,20 @@ class SyncErrorsView(PluginViewMixin, ModelView):
         return query.order_by(SyncError.id.desc())  # stable pages when times are equal
 
     def get_list(  # type: ignore[override]
+        self,
+        page: int | None,
+        sort_column: t.Any,
+        sort_desc: bool,
+        search: str | None,
+        filters: t.Sequence[Filter] | None,
+        execute: bool = True,
+        page_size: int | None = None,
+    ) -> tuple[int | None, t.Any]:
+        """One page of errors and their count (:meth:`_get_list`), every statement within the page time limit."""
+        with self.limited_session():
+            return self._get_list(page, sort_column, sort_desc, search, filters, execute, page_size)
+
+    def _get_list(
         self,
         page: int | None,
         sort_column: t.Any,
@@ -844,7 +868,13 @@ class SyncErrorsView(PluginViewMixin, ModelView):
 
     @expose("/export/<export_type>/")
     def export(self, export_type: str) -> ResponseReturnValue:
-        """Download exactly what the list selects (search, filters, sort), in any number of rows."""
+        """Download exactly what the list selects (search, filters, sort).
+
+        ``HEAD`` gets the headers and reads nothing. The rows are written to a
+        temporary file first, within the export time limit and an export slot
+        (:mod:`..export_slots`); the file is sent once the database connection
+        is back in the pool.
+        """
         export_format = export.available_formats().get(export_type)
         if export_format is None:
             if export_type == export.XLSX.name:
@@ -853,25 +883,53 @@ class SyncErrorsView(PluginViewMixin, ModelView):
         settings = self.sync.settings
         search, filters = self.runnable_selection_from(request.args)
         tab = self.state_tab(request.args, StateTab.ALL)
+        now = self.sync.now()
+        filtered = bool(search or filters or tab is not StateTab.ALL)
+        if request.method == "HEAD":
+            stem = self.export_filename(filtered, None, now)
+            return export.head_response(export_format, export_format.filename(stem))
         condition = self.selection_condition(search, filters, tab)
         sort = self._get_column_by_idx(request.args.get("sort", None, type=int))
         stmt = self._ordered(export.select_columns(), sort[0] if sort else None, bool(request.args.get("desc", 0, type=int)))
         if condition is not None:
             stmt = stmt.where(condition)
         truncated_at = None
-        if settings.export_max_rows is not None:
-            stmt = stmt.limit(settings.export_max_rows)
-            if export.exceeds(self.sync.engine, condition, settings.export_max_rows):
-                truncated_at = settings.export_max_rows
-        now = self.sync.now()
-        stem = self.export_filename(bool(search or filters or tab is not StateTab.ALL), truncated_at, now)
-        return export.export_response(
-            export_format,
-            self.sync.engine,
-            stmt,
-            chunk_size=settings.export_chunk_size,
-            filename=export_format.filename(stem),
-            now=now,
+        if settings.export_max_rows is not None or export_format is export.XLSX:
+            with self.page_connection() as conn:
+                # Exact, or up to one beyond the host's cap: what the file would hold.
+                count = export.count_matching(conn, condition, settings.export_max_rows)
+            if settings.export_max_rows is not None and count > settings.export_max_rows:
+                stmt = stmt.limit(settings.export_max_rows)
+                count = truncated_at = settings.export_max_rows
+            if export_format is export.XLSX and count > settings.xlsx_max_rows:
+                return self.too_many_rows_for_xlsx(count)
+        stem = self.export_filename(filtered, truncated_at, now)
+        try:
+            with get_state().export_slots.taken(self.sync.viewer_id()):  # type: ignore[union-attr]
+                file = export.spool(
+                    export_format,
+                    self.sync.engine,
+                    stmt,
+                    chunk_size=settings.export_chunk_size,
+                    seconds=settings.export_time_limit,
+                    now=now,
+                )
+        except ExportsBusy as busy:
+            return exports_busy_response(self, busy)
+        return export.file_response(file, export_format, export_format.filename(stem))
+
+    def too_many_rows_for_xlsx(self, count: int) -> ResponseReturnValue:
+        """400: the selection holds more rows than an XLSX export may; the same selection as CSV is offered."""
+        limit = self.sync.settings.xlsx_max_rows
+        csv_url = self.get_url(".export", export_type=export.CSV.name, **request.args.to_dict())
+        message = gettext(
+            "This selection holds %(count)s errors; an XLSX export holds at most %(limit)s. "
+            "Download it as CSV, or narrow the search or filters.",
+            count=i18n.format_number(count),
+            limit=i18n.format_number(limit),
+        )
+        return message_response(
+            self, 400, gettext("Too many rows for XLSX"), message, link=(csv_url, gettext("Download as CSV"))
         )
 
     # -- actions --------------------------------------------------------------------
@@ -944,7 +1002,7 @@ class SyncErrorsView(PluginViewMixin, ModelView):
         condition = applicable(action, where, object_types=settings.objects, up_to_id=form.up_to_id.data)
         return_url = self._return_url(form.url.data)
         if form.confirmed.data != "1":
-            with self.sync.engine.connect() as conn:
+            with self.page_connection() as conn:
                 count, highest = preview(conn, condition)
                 examples = sample(conn, condition) if count else []
             return self.render(
@@ -963,7 +1021,7 @@ class SyncErrorsView(PluginViewMixin, ModelView):
                 object_label=lambda object_type: self.sync.settings.objects.get(object_type, object_type),
                 preview=_message_preview,
             )
-        with self.sync.engine.begin() as conn:
+        with self.sync.engine.begin() as conn, time_limit(conn, settings.export_time_limit):
             outcome = run_action(conn, action, condition, recorder=get_state().recorder, now=self.sync.now())
         flash(self.outcome_message(action, outcome), "success" if outcome.errors else "info")
         return redirect(return_url)

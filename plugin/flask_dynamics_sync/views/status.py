@@ -179,7 +179,7 @@ class SyncStatusView(PluginViewMixin, BaseView):
         report: status_data.StatusReport | status_data.ThroughputReport
         headline = None
         errors_view = self.errors_view
-        with self.sync.engine.connect() as conn:
+        with self.page_connection() as conn:
             if self.selected_view() == LAST_HOUR:
                 # Throughput only, like the Inserts and Updates columns (N/A there): no count of the queue.
                 report = status_data.throughput_report(conn, settings, self.sync.now())
@@ -217,7 +217,7 @@ class SyncStatusView(PluginViewMixin, BaseView):
         now = self.sync.now()
         if object_type not in settings.objects and not storable(object_type):
             return self.unknown_object(object_type)  # nothing stored can match it (a NUL byte...)
-        with self.sync.engine.connect() as conn:
+        with self.page_connection() as conn:
             details = status_data.object_details(conn, settings, now, object_type)
             if object_type not in settings.objects and details.backlog.total == 0:
                 return self.unknown_object(object_type)
@@ -234,7 +234,7 @@ class SyncStatusView(PluginViewMixin, BaseView):
 
     @expose("/json")
     def json(self) -> Response:
-        with self.sync.engine.connect() as conn:
+        with self.page_connection() as conn:
             document = status_data.status_document(conn, self.sync.settings, self.sync.now())
         response = jsonify(document)
         response.cache_control.no_store = True
@@ -242,7 +242,7 @@ class SyncStatusView(PluginViewMixin, BaseView):
 
     @expose("/metrics")
     def metrics(self) -> Response:
-        with self.sync.engine.connect() as conn:
+        with self.page_connection() as conn:
             now = self.sync.now()
             families = prometheus.status_families(conn, self.sync.settings, now)
             families += prometheus.worker_families(read_worker_figures(conn, now))
