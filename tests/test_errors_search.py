@@ -22,7 +22,6 @@ from .conftest import UI_LOCALES
 from .conftest import listed_error_ids
 from .conftest import page_text
 
-
 # -- parsing (no database) ----------------------------------------------------------
 
 

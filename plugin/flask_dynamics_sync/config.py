@@ -63,7 +63,7 @@ DEFAULTS: dict[str, t.Any] = {
     "DYNAMICS_SYNC_PAGE_TIME_LIMIT": 10,
     # Seconds an export may spend reading the database (each statement, and all of them together).
     "DYNAMICS_SYNC_EXPORT_TIME_LIMIT": 300,
-    # Exports one user may have reading the database at a time, per process.
+    # Exports one user may have in flight (being written or downloaded) at a time, per process.
     "DYNAMICS_SYNC_EXPORTS_PER_USER": 1,
     # Exports all users together may have reading the database at a time, per process.
     "DYNAMICS_SYNC_EXPORTS_TOTAL": 4,

@@ -49,8 +49,8 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.engine import Row
 
 from .clock import isoformat_utc
-from .database import dialect_family
 from .config import Settings
+from .database import dialect_family
 from .i18n import gettext
 from .i18n import lazy_gettext
 from .models import SyncError
@@ -389,13 +389,49 @@ def _until(deadline: float, seconds: float, chunks: RowChunks) -> Iterator[Seque
         yield chunk
 
 
-def file_response(file: t.BinaryIO, export_format: ExportFormat, filename: str) -> Response:
-    """A download of a file :func:`spool` wrote; the file is closed (and so freed) when the response is."""
+def file_response(
+    file: t.BinaryIO, export_format: ExportFormat, filename: str, *, on_close: Callable[[], None] | None = None
+) -> Response:
+    """A download of a file :func:`spool` wrote; see :class:`Download` for when it ends."""
     size = os.fstat(file.fileno()).st_size
-    response = Response(_file_chunks(file), mimetype=export_format.mimetype, headers=attachment(filename))
+    response = Response(Download(file, on_close), mimetype=export_format.mimetype, headers=attachment(filename))
     response.content_length = size
-    response.call_on_close(file.close)
     return response
+
+
+class Download:
+    """The body of a download: the file's chunks; when it ends the file is closed (so freed) and ``on_close`` called.
+
+    It ends once, when the server closes the body (sent, or the client went away)
+    or drops it without closing it: werkzeug's own server skips ``close()``
+    when the client reset the connection, so being garbage collected ends it too.
+    """
+
+    def __init__(self, file: t.BinaryIO, on_close: Callable[[], None] | None = None) -> None:
+        self._file = file
+        self._on_close = on_close
+        self._closed = False
+
+    def __iter__(self) -> Download:
+        return self
+
+    def __next__(self) -> bytes:
+        chunk = self._file.read(_FILE_CHUNK) if not self._closed else b""
+        if not chunk:
+            self.close()
+            raise StopIteration
+        return chunk
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._file.close()
+        if self._on_close is not None:
+            self._on_close()
+
+    def __del__(self) -> None:
+        self.close()
 
 
 def head_response(export_format: ExportFormat, filename: str) -> Response:
@@ -407,14 +443,6 @@ def head_response(export_format: ExportFormat, filename: str) -> Response:
 
 def attachment(filename: str) -> dict[str, str]:
     return {"Content-Disposition": f'attachment; filename="{filename}"'}
-
-
-def _file_chunks(file: t.BinaryIO) -> Iterator[bytes]:
-    try:
-        while chunk := file.read(_FILE_CHUNK):
-            yield chunk
-    finally:
-        file.close()
 
 
 def stale_spool_age(settings: Settings) -> dt.timedelta:

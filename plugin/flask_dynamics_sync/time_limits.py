@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import time
-import typing as t
 from collections.abc import Iterator
 
 import sqlalchemy as sa
@@ -109,11 +108,12 @@ def _mysql_limit(conn: Connection, seconds: float) -> Iterator[None]:
     try:
         yield
     finally:
-        try:
-            conn.execute(setting, {"value": previous})
-        except sa.exc.DBAPIError:
-            # Never hand the host a pooled connection that still carries the plugin's limit.
-            conn.invalidate()
+        if not conn.invalidated:  # a lost connection is discarded with its setting
+            try:
+                conn.execute(setting, {"value": previous})
+            except sa.exc.SQLAlchemyError:
+                # Never hand the host a pooled connection that still carries the plugin's limit.
+                conn.invalidate()
 
 
 @contextlib.contextmanager
@@ -124,7 +124,8 @@ def _sqlite_limit(conn: Connection, seconds: float) -> Iterator[None]:
     try:
         yield
     finally:
-        raw.set_progress_handler(None, _SQLITE_PROGRESS_STEPS)  # type: ignore[union-attr]
+        if not conn.invalidated:
+            raw.set_progress_handler(None, _SQLITE_PROGRESS_STEPS)  # type: ignore[union-attr]
 
 
 @contextlib.contextmanager

@@ -94,7 +94,7 @@ def exports_busy_title() -> str:
 
 def exports_busy_message(busy: ExportsBusy) -> str:
     if busy.mine:
-        return gettext("Your previous export is still being prepared. Wait until it has started downloading, then try again.")
+        return gettext("Your previous export is still being prepared or downloaded. Wait until it has finished, then try again.")
     return gettext("Too many exports are being prepared right now. Try again in a moment.")
 
 

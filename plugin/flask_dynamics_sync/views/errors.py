@@ -26,6 +26,7 @@ import weakref
 
 import sqlalchemy as sa
 from flask import Flask
+from flask import Response
 from flask import abort
 from flask import current_app
 from flask import flash
@@ -880,7 +881,6 @@ class SyncErrorsView(PluginViewMixin, ModelView):
             if export_type == export.XLSX.name:
                 abort(404, description=gettext("XLSX export needs XlsxWriter (pip install 'Flask-Dynamics-Sync[xlsx]')."))
             abort(404, description=gettext("Unknown export format."))
-        settings = self.sync.settings
         search, filters = self.runnable_selection_from(request.args)
         tab = self.state_tab(request.args, StateTab.ALL)
         now = self.sync.now()
@@ -893,6 +893,38 @@ class SyncErrorsView(PluginViewMixin, ModelView):
         stmt = self._ordered(export.select_columns(), sort[0] if sort else None, bool(request.args.get("desc", 0, type=int)))
         if condition is not None:
             stmt = stmt.where(condition)
+        try:
+            # The slots first: a refusal costs no query.
+            claim = get_state().export_slots.claim(self.sync.viewer_id())  # type: ignore[union-attr]
+        except ExportsBusy as busy:
+            return exports_busy_response(self, busy)
+        try:
+            outcome = self.spooled_export(export_format, stmt, condition, filtered=filtered, now=now)
+        except BaseException:
+            claim.release()
+            raise
+        claim.done_reading()
+        if isinstance(outcome, Response):  # refused: nothing to download
+            claim.release()
+            return outcome
+        file, filename = outcome
+        # In flight for the viewer until the download ended or was aborted.
+        return export.file_response(file, export_format, filename, on_close=claim.release)
+
+    def spooled_export(
+        self,
+        export_format: export.ExportFormat,
+        stmt: sa.Select[t.Any],
+        condition: sa.ColumnElement[bool] | None,
+        *,
+        filtered: bool,
+        now: dt.datetime,
+    ) -> tuple[t.BinaryIO, str] | Response:
+        """The file of the export and its name, or a refusal (XLSX too large).
+
+        Counts what the file would hold where a limit needs it, then writes it.
+        """
+        settings = self.sync.settings
         truncated_at = None
         if settings.export_max_rows is not None or export_format is export.XLSX:
             with self.page_connection() as conn:
@@ -903,22 +935,17 @@ class SyncErrorsView(PluginViewMixin, ModelView):
                 count = truncated_at = settings.export_max_rows
             if export_format is export.XLSX and count > settings.xlsx_max_rows:
                 return self.too_many_rows_for_xlsx(count)
-        stem = self.export_filename(filtered, truncated_at, now)
-        try:
-            with get_state().export_slots.taken(self.sync.viewer_id()):  # type: ignore[union-attr]
-                file = export.spool(
-                    export_format,
-                    self.sync.engine,
-                    stmt,
-                    chunk_size=settings.export_chunk_size,
-                    seconds=settings.export_time_limit,
-                    now=now,
-                )
-        except ExportsBusy as busy:
-            return exports_busy_response(self, busy)
-        return export.file_response(file, export_format, export_format.filename(stem))
+        file = export.spool(
+            export_format,
+            self.sync.engine,
+            stmt,
+            chunk_size=settings.export_chunk_size,
+            seconds=settings.export_time_limit,
+            now=now,
+        )
+        return file, export_format.filename(self.export_filename(filtered, truncated_at, now))
 
-    def too_many_rows_for_xlsx(self, count: int) -> ResponseReturnValue:
+    def too_many_rows_for_xlsx(self, count: int) -> Response:
         """400: the selection holds more rows than an XLSX export may; the same selection as CSV is offered."""
         limit = self.sync.settings.xlsx_max_rows
         csv_url = self.get_url(".export", export_type=export.CSV.name, **request.args.to_dict())
