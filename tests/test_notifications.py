@@ -55,6 +55,8 @@ class FakeSMTP:
 
     sessions: list[FakeSMTP] = []
     fail_with: Exception | None = None
+    fail_after: int = 0
+    """Messages accepted (over all sessions) before ``fail_with`` is raised."""
 
     def __init__(self, host, port, timeout=None):
         self.address, self.calls, self.messages = (host, port), [], []
@@ -73,16 +75,21 @@ class FakeSMTP:
         self.calls.append(("login", user, password))
 
     def send_message(self, message):
-        if FakeSMTP.fail_with is not None:
+        if FakeSMTP.fail_with is not None and len(mailed(FakeSMTP)) >= FakeSMTP.fail_after:
             raise FakeSMTP.fail_with
         self.messages.append(message)
 
 
 @pytest.fixture
 def smtp(monkeypatch):
-    FakeSMTP.sessions, FakeSMTP.fail_with = [], None
+    FakeSMTP.sessions, FakeSMTP.fail_with, FakeSMTP.fail_after = [], None, 0
     monkeypatch.setattr(smtplib, "SMTP", FakeSMTP)
     return FakeSMTP
+
+
+def mailed(smtp) -> list:
+    """Every message the SMTP server accepted, in order."""
+    return [message for session in smtp.sessions for message in session.messages]
 
 
 def mail_app(make_app, db_url, **config):
@@ -313,3 +320,61 @@ def test_an_address_with_a_line_break_is_refused_at_init_app(make_app, sqlite_ur
 
     with pytest.raises(ValueError, match=rf"{key}: not an e-mail address: 'ops@example.com\\nBcc: evil@x'"):
         make_app(sqlite_url, config={key: [value] if key.endswith("EMAILS") else value})
+
+
+# -- at least once ------------------------------------------------------------------
+
+
+CODES = [f"0x8004{i:04d}" for i in range(5)]
+
+
+def test_alerts_a_failed_send_stopped_are_mailed_by_the_next_run_and_none_twice(make_app, db_url, smtp, clock):
+    # Found by an outside probe: after a failure mid-run, the next run sent nothing (the watermark had moved).
+    app, sync, db = alert_app(make_app, db_url, **MAIL)
+    smtp.fail_with, smtp.fail_after = smtplib.SMTPServerDisconnected("Connection unexpectedly closed"), 2
+    with app.app_context():
+        add_errors(db, *(failure(NOW - i * M, f"{code}-{i}", code=code) for code in CODES for i in range(4)))
+        with pytest.raises(NotificationError) as failed:
+            sync.notify(digest=False)
+        smtp.fail_with = None
+        clock.advance(minutes=1)
+        retried = sync.notify(digest=False)
+        clock.advance(minutes=1)
+        quiet = sync.notify(digest=False)
+
+    assert (failed.value.result.emails_sent, retried.emails_sent, quiet.emails_sent) == (2, 3, 0)
+    assert failed.value.result.email_error == "SMTPServerDisconnected: Connection unexpectedly closed"
+    assert [m["Subject"] for m in mailed(smtp)] == [f"Dynamics sync alert: 4 errors {code} in 15 minutes" for code in CODES]
+    assert (len(failed.value.result.alerts), retried.alerts, quiet.alerts) == (5, (), ())
+
+
+def test_a_digest_the_smtp_server_refused_is_mailed_by_the_next_run(make_app, db_url, smtp, clock):
+    app, sync = mail_app(make_app, db_url)
+    smtp.fail_with = smtplib.SMTPDataError(451, b"try again later")
+    with app.app_context():
+        add_errors(app.extensions["test_db"], failure(NOW - H, "1"))
+        with pytest.raises(NotificationError):
+            sync.notify(alerts=False)
+        smtp.fail_with = None
+        clock.advance(minutes=5)
+        result = sync.notify(alerts=False)
+
+    # The kept digest first, then the new run's own.
+    assert result.emails_sent == 2
+    assert [m["Subject"] for m in mailed(smtp)] == ["Dynamics sync: 1 record failed in the last 24 hours"] * 2
+
+
+def test_an_e_mail_another_sender_holds_is_left_to_it_until_its_claim_expires(make_app, db_url, smtp, clock):
+    from flask_dynamics_sync.notifications import claim_email
+
+    app, sync = mail_app(make_app, db_url)
+    with app.app_context():
+        add_errors(app.extensions["test_db"], failure(NOW - H, "1"))
+        smtp.fail_with = smtplib.SMTPDataError(451, b"try again later")
+        with pytest.raises(NotificationError):
+            sync.notify(alerts=False)
+        smtp.fail_with = None
+        with sync.engine.begin() as conn:
+            held = claim_email(conn, NOW)  # another process took it, then died
+            assert claim_email(conn, NOW + dt.timedelta(minutes=4)) is None
+            assert claim_email(conn, NOW + dt.timedelta(minutes=5)) == held

@@ -28,12 +28,16 @@ LABEL_LENGTH = 255
 ERROR_CODE_LENGTH = 32
 ERROR_MESSAGE_LENGTH = 2000
 CLAIM_TOKEN_LENGTH = 32
+EMAIL_SUBJECT_LENGTH = 998
 
 UtcDateTime = sa.DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
 """Naive UTC timestamp with microseconds on every backend."""
 
 BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 """Auto-increment key: BIGINT, but INTEGER on SQLite where only that auto-increments."""
+
+LongText = sa.Text().with_variant(mysql.MEDIUMTEXT(), "mysql", "mariadb")
+"""Text of any length (MariaDB's TEXT stops at 64 KB)."""
 
 #: Table options: utf8mb4 on MariaDB/MySQL whatever the server default.
 TABLE_OPTIONS = {"mysql_charset": "utf8mb4", "mariadb_charset": "utf8mb4"}
@@ -259,6 +263,25 @@ class ChangeTrackingState(Base):
     """Full reads started so far (the first, and one per expired token)."""
 
 
+class PendingEmail(Base):
+    """A notification e-mail not sent yet (:mod:`.notifications`).
+
+    Written in the transaction that decides to send it (the alert check moves its
+    watermark in the same one), deleted once the SMTP server took it: an e-mail
+    is sent at least once, and never again after it was sent. ``claimed_until``
+    keeps two senders from sending one e-mail at once.
+    """
+
+    __tablename__ = TABLE_PREFIX + "pending_email"
+    __table_args__ = (TABLE_OPTIONS,)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
+    subject: Mapped[str] = mapped_column(sa.String(EMAIL_SUBJECT_LENGTH))
+    body: Mapped[str] = mapped_column(LongText)
+    claimed_until: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
+
+
 # Core tables, for SQL expressions. (Declarative types ``__table__`` as any FromClause.)
 queue_table = t.cast(sa.Table, QueueItem.__table__)
 event_table = t.cast(sa.Table, SyncEvent.__table__)
@@ -267,6 +290,7 @@ hourly_table = t.cast(sa.Table, HourlyThroughput.__table__)
 snapshot_table = t.cast(sa.Table, BacklogSnapshot.__table__)
 job_table = t.cast(sa.Table, JobState.__table__)
 change_tracking_table = t.cast(sa.Table, ChangeTrackingState.__table__)
+pending_email_table = t.cast(sa.Table, PendingEmail.__table__)
 
 # pg_trgm is a trusted extension (PostgreSQL 13+): the database owner can create it.
 sa.event.listen(

@@ -14,6 +14,13 @@ not empty, through the host's SMTP server (``DYNAMICS_SYNC_SMTP_*``; plain
   when the count crosses the threshold, compared with the previous check (the
   ``alerts`` job row's ``watermark``), so a storm of errors alerts once, not
   every minute.
+
+E-mails are sent at least once: each is kept in ``dynamics_sync_pending_email``
+in the transaction that decided to send it (for an alert, the one that moves
+the watermark) and deleted once the SMTP server took it. An e-mail that could
+not be sent, and every one after it, is sent by the next run; one that was sent
+is never sent again (unless the process dies between the SMTP server's answer
+and the delete: then at most that one, after :data:`EMAIL_CLAIM`).
 """
 
 from __future__ import annotations
@@ -41,16 +48,21 @@ from .jobs import JobName
 from .jobs import lock_job_row
 from .jobs import read_job
 from .jobs import set_watermark
+from .models import EMAIL_SUBJECT_LENGTH
 from .models import error_table
+from .models import pending_email_table
 from .signals import error_threshold_reached
 from .signals import errors_digest
 
 logger = logging.getLogger(__name__)
 
 errors = error_table
+pending_emails = pending_email_table
 DIGEST_PERIOD = dt.timedelta(hours=24)
 #: Failures listed one by one in the digest (the most recent).
 DIGEST_LATEST = 20
+#: How long a sender holds a pending e-mail: past it (a sender that died), another sends it.
+EMAIL_CLAIM = dt.timedelta(minutes=5)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -390,6 +402,71 @@ def send_signal(signal: Signal, sender: t.Any, **kwargs: t.Any) -> None:
             logger.exception("receiver %r of signal %s failed", receiver, signal.name)
 
 
+def queue_emails(conn: Connection, emails: t.Iterable[tuple[str, str]], now: dt.datetime) -> int:
+    """Keep ``(subject, body)`` e-mails to send in :class:`~.models.PendingEmail`, in ``conn``'s transaction."""
+    rows = [
+        {"created_at": now, "subject": header_text(subject)[:EMAIL_SUBJECT_LENGTH], "body": body, "claimed_until": None}
+        for subject, body in emails
+    ]
+    if rows:
+        conn.execute(sa.insert(pending_emails), rows)
+    return len(rows)
+
+
+@dataclasses.dataclass(frozen=True)
+class QueuedEmail:
+    """A pending e-mail one sender claimed."""
+
+    id: int
+    subject: str
+    body: str
+
+
+def claim_email(conn: Connection, now: dt.datetime) -> QueuedEmail | None:
+    """The oldest pending e-mail no other sender holds, claimed for :data:`EMAIL_CLAIM`; ``None`` when none is left."""
+    free = sa.or_(pending_emails.c.claimed_until.is_(None), pending_emails.c.claimed_until <= now)
+    while True:
+        row = conn.execute(
+            sa.select(pending_emails.c.id, pending_emails.c.subject, pending_emails.c.body)
+            .where(free)
+            .order_by(pending_emails.c.id)
+            .limit(1)
+        ).first()
+        if row is None:
+            return None
+        claimed = conn.execute(
+            sa.update(pending_emails)
+            .where(pending_emails.c.id == row.id, free)
+            .values(claimed_until=now + EMAIL_CLAIM)
+        ).rowcount
+        if claimed:
+            return QueuedEmail(row.id, row.subject, row.body)
+
+
+def deliver_pending(transaction: Transaction, mailer: SmtpMailer, *, now: dt.datetime) -> tuple[int, str | None]:
+    """Send the pending e-mails, oldest first, each deleted once the SMTP server took it.
+
+    Stops at the first that cannot be sent: it and the ones after stay pending
+    for the next run. Returns how many were sent and why sending stopped.
+    """
+    sent = 0
+    while (email := transaction(lambda conn: claim_email(conn, now))) is not None:
+        try:
+            mailer.send(email.subject, email.body)
+        except (OSError, smtplib.SMTPException) as exc:
+            transaction(
+                lambda conn: conn.execute(
+                    sa.update(pending_emails).where(pending_emails.c.id == email.id).values(claimed_until=None)
+                )
+            )
+            error = f"{type(exc).__name__}: {exc}"
+            logger.warning("Flask-Dynamics-Sync could not send a notification e-mail (kept for the next run): %s", error)
+            return sent, error
+        transaction(lambda conn: conn.execute(sa.delete(pending_emails).where(pending_emails.c.id == email.id)))
+        sent += 1
+    return sent, None
+
+
 def notify(
     app: t.Any,
     transaction: Transaction,
@@ -403,34 +480,38 @@ def notify(
     """Build and send the digest and/or the threshold alerts as of ``now``.
 
     Threshold alerts are checked only when ``DYNAMICS_SYNC_ALERT_THRESHOLD`` > 0.
+    With a ``mailer``, their e-mails are kept as pending in the transaction that
+    built them (for alerts, the one that moves the watermark), then sent with
+    whatever an earlier run could not send (:func:`deliver_pending`).
     """
-    built = transaction(lambda conn: build_digest(conn, now)) if digest else None
-    raised: tuple[ThresholdAlert, ...] = ()
-    if alerts and settings.alert_threshold > 0:
-        raised = transaction(
-            lambda conn: check_thresholds(
-                conn, now=now, threshold=settings.alert_threshold, window_minutes=settings.alert_window_minutes
-            )
-        )
 
-    emails: list[tuple[str, str]] = []
+    def e_mails(conn: Connection, emails: t.Iterable[tuple[str, str]]) -> None:
+        if mailer is not None:
+            queue_emails(conn, emails, now)
+
+    def build(conn: Connection) -> ErrorsDigest:
+        built = build_digest(conn, now)
+        if built.failed_records:
+            with force_locale(settings.notify_locale):
+                e_mails(conn, [digest_email(built)])
+        return built
+
+    def check(conn: Connection) -> tuple[ThresholdAlert, ...]:
+        found = check_thresholds(
+            conn, now=now, threshold=settings.alert_threshold, window_minutes=settings.alert_window_minutes
+        )
+        with force_locale(settings.notify_locale):
+            e_mails(conn, [alert_email(alert) for alert in found])
+        return found
+
+    built = transaction(build) if digest else None
+    raised: tuple[ThresholdAlert, ...] = transaction(check) if alerts and settings.alert_threshold > 0 else ()
+
     with force_locale(settings.notify_locale):
         if built is not None:
             send_signal(errors_digest, app, digest=built)
-            if built.failed_records:
-                emails.append(digest_email(built))
         for alert in raised:
             send_signal(error_threshold_reached, app, alert=alert)
-            emails.append(alert_email(alert))
 
-    sent, email_error = 0, None
-    if mailer is not None:
-        for subject, body in emails:
-            try:
-                mailer.send(subject, body)
-            except (OSError, smtplib.SMTPException) as exc:
-                email_error = f"{type(exc).__name__}: {exc}"
-                logger.warning("Flask-Dynamics-Sync could not send a notification e-mail: %s", email_error)
-                break
-            sent += 1
+    sent, email_error = deliver_pending(transaction, mailer, now=now) if mailer is not None else (0, None)
     return NotifyResult(digest=built, alerts=raised, emails_sent=sent, email_error=email_error)

@@ -7,7 +7,8 @@ that replaces the parts of the stock view that do not scale or are unsafe:
   terms match ids and codes exactly instead of scanning every row;
 * counting: at most ``DYNAMICS_SYNC_COUNT_CAP + 1`` rows are counted per page
   load, shown as an exact number or as "10,000+";
-* export (:mod:`..export`): streamed in constant memory, neutralized cells;
+* export (:mod:`..export`): written to a temporary file in constant memory within a time limit
+  and an export slot, then sent; neutralized cells;
 * actions (:mod:`..error_actions`): retry / ignore / resolve the ticked rows
   or every row matching the search and filters, after a confirmation page that
   states how many errors will change; POST only, with a CSRF token.
@@ -459,7 +460,7 @@ class SyncErrorsView(PluginViewMixin, ModelView):
 
     def read_open_errors(self) -> int:
         """Open errors now, capped: one read of the ``(state, occurred_at)`` index."""
-        with self.sync.engine.connect() as conn:
+        with self.page_connection() as conn:
             return open_error_count(conn, self.sync.settings.count_cap)
 
     def menu_label(self) -> Markup:
@@ -810,7 +811,7 @@ class SyncErrorsView(PluginViewMixin, ModelView):
     @expose("/groups/")
     def groups_view(self) -> str:
         """Open errors grouped by error code, object and direction: one row per cause to fix."""
-        with self.sync.engine.connect() as conn:
+        with self.page_connection() as conn:
             groups = open_error_groups(conn)
         return self.render(
             "dynamics_sync/errors_groups.html",
