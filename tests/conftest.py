@@ -349,6 +349,19 @@ def client(app: Flask):
 
 
 @pytest.fixture
+def sql_statements(db: SQLAlchemy) -> Iterator[list[str]]:
+    """The SQL statements the app sends to the database during the test, in order."""
+    sent: list[str] = []
+
+    def listener(conn, cursor, statement, parameters, context, executemany):  # noqa: ANN001, ANN202
+        sent.append(statement)
+
+    sa.event.listen(db.engine, "before_cursor_execute", listener)
+    yield sent
+    sa.event.remove(db.engine, "before_cursor_execute", listener)
+
+
+@pytest.fixture
 def backend(db_url: str) -> str:
     return backend_of(db_url)
 

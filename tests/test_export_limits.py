@@ -8,7 +8,6 @@ import socket
 import time
 
 import pytest
-import sqlalchemy as sa
 
 from flask_dynamics_sync import export
 from flask_dynamics_sync.export_slots import ExportsBusy
@@ -22,25 +21,12 @@ EXPORT_URL = ERRORS_URL + "export/{}/"
 FORMATS = ["csv", "xlsx", "json"]
 
 
-@pytest.fixture
-def statements(db):
-    """The SQL statements sent to the database during the test."""
-    sent: list[str] = []
-
-    def listener(conn, cursor, statement, parameters, context, executemany):  # noqa: ANN001, ANN202
-        sent.append(statement)
-
-    sa.event.listen(db.engine, "before_cursor_execute", listener)
-    yield sent
-    sa.event.remove(db.engine, "before_cursor_execute", listener)
-
-
 # -- HEAD ---------------------------------------------------------------------------------
 
 
 @SQLITE_ONLY
 @pytest.mark.parametrize("export_format", FORMATS)
-def test_head_answers_the_download_headers_and_reads_nothing(client, errors_dataset, statements, export_format):
+def test_head_answers_the_download_headers_and_reads_nothing(client, errors_dataset, sql_statements, export_format):
     response = client.head(EXPORT_URL.format(export_format), query_string={"search": "Duplicate"})
 
     assert response.status_code == 200
@@ -49,7 +35,7 @@ def test_head_answers_the_download_headers_and_reads_nothing(client, errors_data
     )
     assert response.mimetype == export.available_formats()[export_format].mimetype
     assert response.data == b""
-    assert [s for s in statements if "dynamics_sync_error" in s] == []
+    assert [s for s in sql_statements if "dynamics_sync_error" in s] == []
 
 
 # -- the connection is free before the client reads --------------------------------------

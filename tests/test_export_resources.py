@@ -185,14 +185,14 @@ def test_stalled_downloads_and_xlsx_exports_leave_the_status_pages_answering(emp
                 stalled.append(stalled_download(port, cookie))
                 time.sleep(0.05)
 
-        def export_xlsx(delay: float) -> None:  # asked for within half a second, as fast as a person clicks
+        def export_xlsx(delay: float) -> None:  # from half a second on, 50 ms apart, as fast as a person clicks
             time.sleep(delay)
             status, headers, _ = request(port, "GET", XLSX_OF_111_ERRORS, cookie=operator, timeout=120)
             xlsx.append((status, headers))
 
         clients = [
             threading.Thread(target=stall),
-            *(threading.Thread(target=export_xlsx, args=(0.05 * i,)) for i in range(XLSX_EXPORTS)),
+            *(threading.Thread(target=export_xlsx, args=(0.5 + 0.05 * i,)) for i in range(XLSX_EXPORTS)),
         ]
         for client in clients:
             client.start()

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 import typing as t
 import weakref
 
@@ -63,9 +64,9 @@ from ..error_actions import run_action
 from ..error_overview import TAB_STATES
 from ..error_overview import ErrorGroup
 from ..error_overview import OpenErrorCount
-from ..error_overview import open_error_count
 from ..error_overview import StateTab
 from ..error_overview import capped_count
+from ..error_overview import open_error_count
 from ..error_overview import open_error_groups
 from ..error_overview import tab_condition
 from ..error_overview import tab_counts
@@ -349,6 +350,20 @@ class MenuNameWithBadge:
         return str(self.view.menu_label())
 
 
+_M = t.TypeVar("_M", bound=t.Callable[..., t.Any])
+
+
+def within_page_time_limit(method: _M) -> _M:
+    """Run a view method that reads through the host's session within ``DYNAMICS_SYNC_PAGE_TIME_LIMIT``."""
+
+    @functools.wraps(method)
+    def limited(self: SyncErrorsView, *args: t.Any, **kwargs: t.Any) -> t.Any:
+        with self.limited_session():
+            return method(self, *args, **kwargs)
+
+    return t.cast(_M, limited)
+
+
 class SyncErrorsView(PluginViewMixin, ModelView):
     """Records that failed to sync, newest first; read-only except for the error actions."""
 
@@ -542,8 +557,11 @@ class SyncErrorsView(PluginViewMixin, ModelView):
             return None
         if not 0 < key <= MAX_ERROR_ID:  # no database takes a key beyond 64 bits: there is no such error
             return None
-        with self.limited_session():
-            return self.session.get(SyncError, key)
+        return self._get_error(key)
+
+    @within_page_time_limit
+    def _get_error(self, key: int) -> SyncError | None:
+        return self.session.get(SyncError, key)
 
     def limited_session(self) -> t.ContextManager[None]:
         """Stop the host session's statements after ``DYNAMICS_SYNC_PAGE_TIME_LIMIT`` seconds in this block."""
@@ -658,21 +676,8 @@ class SyncErrorsView(PluginViewMixin, ModelView):
         query, _joins = self._apply_sorting(query, {}, sort_column, sort_desc)
         return query.order_by(SyncError.id.desc())  # stable pages when times are equal
 
+    @within_page_time_limit
     def get_list(  # type: ignore[override]
-        self,
-        page: int | None,
-        sort_column: t.Any,
-        sort_desc: bool,
-        search: str | None,
-        filters: t.Sequence[Filter] | None,
-        execute: bool = True,
-        page_size: int | None = None,
-    ) -> tuple[int | None, t.Any]:
-        """One page of errors and their count (:meth:`_get_list`), every statement within the page time limit."""
-        with self.limited_session():
-            return self._get_list(page, sort_column, sort_desc, search, filters, execute, page_size)
-
-    def _get_list(
         self,
         page: int | None,
         sort_column: t.Any,
