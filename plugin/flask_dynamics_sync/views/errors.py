@@ -59,8 +59,8 @@ from ..error_actions import ErrorAction
 from ..error_actions import applicable
 from ..error_actions import by_ids
 from ..error_actions import preview
-from ..error_actions import sample
 from ..error_actions import run_action
+from ..error_actions import sample
 from ..error_overview import TAB_STATES
 from ..error_overview import ErrorGroup
 from ..error_overview import OpenErrorCount
@@ -71,13 +71,13 @@ from ..error_overview import open_error_groups
 from ..error_overview import tab_condition
 from ..error_overview import tab_counts
 from ..error_overview import tab_counts_of_states
+from ..export_slots import ExportsBusy
 from ..i18n import gettext
 from ..i18n import lazy_gettext
 from ..i18n import ngettext
 from ..models import SyncError
 from ..search import search_condition
 from ..search import search_problem
-from ..export_slots import ExportsBusy
 from ..state import get_state
 from ..time_limits import time_limit
 from ..types import Direction
