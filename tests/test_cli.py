@@ -26,7 +26,7 @@ from .test_rollup import event
 from .workers.jobs_worker import ROOT
 
 H = dt.timedelta(hours=1)
-COMMANDS = ["create-tables", "db", "jobs", "notify", "prune", "rollup", "run-scheduler", "worker"]
+COMMANDS = ["create-tables", "db", "jobs", "notify", "pause", "paused", "prune", "resume", "rollup", "run-scheduler", "worker"]
 
 
 def invoke(app, *args: str):

@@ -216,3 +216,18 @@ def test_host_wins_rule_keeps_the_host_change_even_when_dynamics_is_later(make_c
         assert prospects() == [(ada, "Ada (host)", "new")]
         prospect_id = db.session.scalar(sa.select(Prospect.id))
         assert [(q.record_id, q.direction) for q in rows_of(QueueItem)] == [(str(prospect_id), "to_dynamics")]
+
+
+def test_nothing_is_read_from_a_paused_table_until_it_is_resumed(crm, make_worker, local_dataverse):
+    sync = crm.extensions["dynamics_sync"].extension
+    sync.pause("Lead", "from_dynamics", by="ana")
+    ada = lead(local_dataverse, "Ada")
+    worker = make_worker(crm)
+    local_dataverse.clear_request_log()
+
+    assert worker.run_once().received.pages == 0
+    assert (prospects(), local_dataverse.request_log) == ([], [])
+
+    sync.resume("Lead", "from_dynamics")
+    assert worker.run_once().received.applied == 1
+    assert prospects() == [(ada, "Ada", "new")]

@@ -97,7 +97,7 @@ def test_upgrade_creates_the_plugin_tables_and_its_own_version_table(empty_app):
 def test_upgrade_records_the_newest_revision(empty_app):
     upgrade_schema(empty_app)
 
-    assert (current_revision(engine_of(empty_app)), head_revision()) == ("0005", "0005")
+    assert (current_revision(engine_of(empty_app)), head_revision()) == ("0006", "0006")
 
 
 def test_upgrade_leaves_the_hosts_alembic_version_alone(empty_app):
@@ -126,21 +126,21 @@ def test_downgrade_to_base_removes_every_plugin_table(empty_app):
 def test_cli_upgrade_migrates_and_reports_the_revision(empty_app):
     output = run_cli(empty_app, "upgrade")
 
-    assert output == "dynamics_sync schema revision: 0005\n"
+    assert output == "dynamics_sync schema revision: 0006\n"
     assert PLUGIN_TABLES <= table_names(empty_app)
 
 
 def test_cli_current_shows_the_database_and_the_newest_revision(empty_app):
     assert run_cli(empty_app, "current") == (
-        "dynamics_sync schema revision: none\nnewest shipped revision: 0005\n"
+        "dynamics_sync schema revision: none\nnewest shipped revision: 0006\n"
     )
 
 
 def test_cli_stamp_adopts_tables_made_by_create_tables(empty_app):
     empty_app.test_cli_runner().invoke(args=["dynamics-sync", "create-tables"])
 
-    assert run_cli(empty_app, "stamp", "head") == "dynamics_sync schema revision: 0005\n"
-    assert run_cli(empty_app, "upgrade") == "dynamics_sync schema revision: 0005\n"
+    assert run_cli(empty_app, "stamp", "head") == "dynamics_sync schema revision: 0006\n"
+    assert run_cli(empty_app, "upgrade") == "dynamics_sync schema revision: 0006\n"
 
 
 def test_cli_upgrade_sql_prints_the_ddl_and_changes_nothing(empty_app):
@@ -197,7 +197,7 @@ def test_hosts_flask_migrate_with_include_object_never_touches_the_plugin_tables
     assert "op.create_table('customer'" in script.read_text()
     assert "dynamics_sync" not in script.read_text()
     assert PLUGIN_TABLES | {"customer", "alembic_version"} <= table_names(empty_app)
-    assert current_revision(engine_of(empty_app)) == "0005"
+    assert current_revision(engine_of(empty_app)) == "0006"
 
 
 def test_without_include_object_the_hosts_autogenerate_would_drop_the_plugin_tables(empty_app):

@@ -177,6 +177,59 @@ def worker_command(
     click.echo("Worker stopped.")
 
 
+def _operator_name() -> str:
+    import getpass
+
+    try:
+        return f"{getpass.getuser()} (CLI)"
+    except (KeyError, OSError):  # no user name in this environment
+        return "CLI"
+
+
+_DIRECTIONS = click.Choice(["to_dynamics", "from_dynamics"])
+
+
+@cli_group.command("pause")
+@click.argument("object_type")
+@click.argument("direction", type=_DIRECTIONS)
+@click.option("--by", help="Who pauses it, shown on Sync Status (default: the system user).")
+@with_appcontext
+def pause_command(object_type: str, direction: str, by: str | None) -> None:
+    """Pause OBJECT_TYPE in DIRECTION: nothing is sent (to_dynamics) or read (from_dynamics) for it.
+
+    The backlog keeps growing and drains in order after `resume`. Every worker sees it at once.
+    """
+    try:
+        changed = _sync().pause(object_type, direction, by=by or _operator_name())
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="OBJECT_TYPE") from None
+    click.echo(f"{object_type} {direction}: {'paused' if changed else 'was already paused'}.")
+
+
+@cli_group.command("resume")
+@click.argument("object_type")
+@click.argument("direction", type=_DIRECTIONS)
+@with_appcontext
+def resume_command(object_type: str, direction: str) -> None:
+    """Resume OBJECT_TYPE in DIRECTION: the workers drain its backlog, oldest first."""
+    try:
+        changed = _sync().resume(object_type, direction)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="OBJECT_TYPE") from None
+    click.echo(f"{object_type} {direction}: {'resumed' if changed else 'was not paused'}.")
+
+
+@cli_group.command("paused")
+@with_appcontext
+def paused_command() -> None:
+    """List the paused objects and directions, with who paused them and when (UTC)."""
+    pauses = [p for found in _sync().pauses().values() for p in found]
+    if not pauses:
+        click.echo("Nothing is paused.")
+    for p in pauses:
+        click.echo(f"{p.object_type} {p.direction.value}: paused by {p.paused_by or 'unknown'} at {p.paused_at:%Y-%m-%d %H:%M:%S} UTC")
+
+
 @cli_group.command("jobs")
 @with_appcontext
 def jobs_command() -> None:

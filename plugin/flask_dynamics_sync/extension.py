@@ -57,6 +57,7 @@ if t.TYPE_CHECKING:
 
     from .error_actions import ActionOutcome
     from .notifications import NotifyResult
+    from .pauses import PauseInfo
     from .retention import PruneResult
     from .rollup import RollupResult
 
@@ -329,6 +330,41 @@ class DynamicsSync:
 
         state = self._state()
         return run_on_ids(state.database.engine, state.recorder, action, ids, now=self.clock())
+
+    # -- pause and resume -------------------------------------------------------
+
+    def pause(self, object_type: str, direction: Direction | str, *, by: str | None = None) -> bool:
+        """Pause an object in one direction: no claim hands its records out, no change of it is read.
+
+        The queue keeps growing; :meth:`resume` lets it drain in order. ``by`` is who paused it
+        (shown on *Sync Status*). Returns False if it was already paused (the first pause is kept).
+        """
+        from .pauses import pause
+
+        object_type, direction = self._pause_target(object_type, direction)
+        with self._state().database.engine.begin() as conn:
+            return pause(conn, object_type, direction, by, self.clock())
+
+    def resume(self, object_type: str, direction: Direction | str) -> bool:
+        """Resume a paused object in one direction; False if it was not paused."""
+        from .pauses import resume
+
+        object_type, direction = self._pause_target(object_type, direction)
+        with self._state().database.engine.begin() as conn:
+            return resume(conn, object_type, direction)
+
+    def pauses(self) -> dict[str, list[PauseInfo]]:
+        """Every pause in force, by object type."""
+        from .pauses import paused
+
+        with self._state().database.engine.connect() as conn:
+            return paused(conn)
+
+    def _pause_target(self, object_type: str, direction: Direction | str) -> tuple[str, Direction]:
+        from .recorder import validate_direction
+        from .recorder import validate_object_type
+
+        return validate_object_type(self.settings, object_type), validate_direction(direction)
 
     # -- recording API --------------------------------------------------------
 

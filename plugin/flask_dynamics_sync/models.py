@@ -282,6 +282,22 @@ class PendingEmail(Base):
     claimed_until: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
 
 
+class Pause(Base):
+    """An object and direction an operator paused: nothing is sent or read for it until resumed.
+
+    The queue keeps growing meanwhile; on resume it drains in order. A table,
+    so that every worker on every machine sees it and it survives restarts.
+    """
+
+    __tablename__ = TABLE_PREFIX + "pause"
+    __table_args__ = (TABLE_OPTIONS,)
+
+    object_type: Mapped[str] = mapped_column(sa.String(OBJECT_TYPE_LENGTH), primary_key=True)
+    direction: Mapped[str] = mapped_column(sa.String(16), primary_key=True)
+    paused_by: Mapped[str | None] = mapped_column(sa.String(LABEL_LENGTH))
+    paused_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
+
+
 # Core tables, for SQL expressions. (Declarative types ``__table__`` as any FromClause.)
 queue_table = t.cast(sa.Table, QueueItem.__table__)
 event_table = t.cast(sa.Table, SyncEvent.__table__)
@@ -291,6 +307,7 @@ snapshot_table = t.cast(sa.Table, BacklogSnapshot.__table__)
 job_table = t.cast(sa.Table, JobState.__table__)
 change_tracking_table = t.cast(sa.Table, ChangeTrackingState.__table__)
 pending_email_table = t.cast(sa.Table, PendingEmail.__table__)
+pause_table = t.cast(sa.Table, Pause.__table__)
 
 # pg_trgm is a trusted extension (PostgreSQL 13+): the database owner can create it.
 sa.event.listen(

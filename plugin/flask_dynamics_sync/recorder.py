@@ -39,6 +39,7 @@ from .models import RECORD_ID_LENGTH
 from .models import QueueItem
 from .models import SyncError
 from .models import SyncEvent
+from .pauses import not_paused
 from .types import Change
 from .types import ClaimedRecord
 from .types import Direction
@@ -484,6 +485,7 @@ class Recorder:
             queue.c.state == QueueState.PENDING.value,
             queue.c.not_before <= now,
             sa.or_(queue.c.claim_token.is_(None), queue.c.claimed_until < now),
+            not_paused(),
         ]
         if object_types is not None:
             conditions.append(queue.c.object_type.in_(object_types))

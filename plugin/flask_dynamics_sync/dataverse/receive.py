@@ -37,6 +37,7 @@ from sqlalchemy.orm import Session
 from ..leases import make_lease
 from ..models import change_tracking_table
 from ..models import queue_table
+from ..pauses import is_paused
 from ..recorder import insert_error
 from ..recorder import insert_events
 from ..recorder import resolve_errors
@@ -129,6 +130,9 @@ class Receiver:
         with self.app.app_context():
             try:
                 for object_type, mapping in self.mappings.items():
+                    with self.db.engine.connect() as conn:
+                        if is_paused(conn, object_type, Direction.FROM_DYNAMICS):
+                            continue
                     lease = make_lease(
                         self.db.engine, f"receive:{object_type}", clock=self.sync.now, seconds=self.settings.lease_seconds
                     )

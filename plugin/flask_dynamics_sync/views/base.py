@@ -51,6 +51,31 @@ def time_html(moment: dt.datetime | None, now: dt.datetime) -> Markup:
     )
 
 
+def operator_name() -> str | None:
+    """Who is acting, for the record (a pause's "by"): the Flask-Login user, else the HTTP user.
+
+    Flask-Login's user gives its ``email``, ``username`` or ``get_id()``, the first it has; a host
+    without Flask-Login behind HTTP authentication gives ``REMOTE_USER`` or the Basic user name.
+    """
+    from flask import current_app
+    from flask import request
+
+    if hasattr(current_app, "login_manager"):
+        from flask_login import current_user
+
+        if getattr(current_user, "is_authenticated", False):
+            for name in ("email", "username", "name"):
+                value = getattr(current_user, name, None)
+                if isinstance(value, str) and value:
+                    return value
+            return str(current_user.get_id())
+    if request.remote_user:
+        return str(request.remote_user)
+    if request.authorization is not None and request.authorization.username:
+        return request.authorization.username
+    return None
+
+
 class PluginViewMixin:
     """Access follows the host (see :mod:`.access`); the plugin's template helpers.
 

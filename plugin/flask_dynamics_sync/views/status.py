@@ -9,6 +9,8 @@ URLs, relative to the view (``/admin/dynamics/status/`` by default):
   or follow the object's link).
 * ``json``: the page's figures for monitoring (documented in the README).
 * ``metrics``: Prometheus text exposition.
+* ``pause/`` (POST, CSRF, operators only): pause or resume an object in one
+  direction; the first POST shows a confirmation page, the confirmed one acts.
 
 All four read through :mod:`flask_dynamics_sync.status_data` and are behind
 the same access check as the page.
@@ -22,12 +24,17 @@ import typing as t
 from collections.abc import Sequence
 
 from flask import Response
+from flask import abort
+from flask import flash
 from flask import jsonify
+from flask import redirect
 from flask import request
 from flask.typing import ResponseReturnValue
 from flask_admin import BaseView
 from flask_admin import expose
 from markupsafe import Markup
+from wtforms import HiddenField
+from wtforms import validators
 
 from .. import i18n
 from .. import prometheus
@@ -41,10 +48,16 @@ from ..dataverse.stats import read_figures as read_worker_figures
 from ..error_overview import open_error_count
 from ..i18n import gettext
 from ..i18n import lazy_gettext
+from ..pauses import pause
+from ..pauses import paused
+from ..pauses import resume
 from ..recorder import storable
 from ..types import Direction
 from .base import PluginViewMixin
+from .base import local_url
+from .base import operator_name
 from .errors import SyncErrorsView
+from .errors import _action_form_base as csrf_form_base
 
 if t.TYPE_CHECKING:
     from ..extension import DynamicsSync
@@ -138,6 +151,23 @@ def legend() -> Markup:
     return render_legend([ChartSeries(d.value, direction_label(d), (), DIRECTION_COLORS[d]) for d in Direction])
 
 
+PAUSE = "pause"
+RESUME = "resume"
+
+
+def pause_form_class() -> type[t.Any]:
+    """The CSRF-protected form of a pause or resume."""
+
+    class PauseForm(csrf_form_base()):  # type: ignore[misc]
+        action = HiddenField(validators=[validators.AnyOf([PAUSE, RESUME])])
+        object_type = HiddenField(validators=[validators.InputRequired()])
+        direction = HiddenField(validators=[validators.AnyOf([d.value for d in Direction])])
+        url = HiddenField()
+        confirmed = HiddenField()
+
+    return PauseForm
+
+
 class SyncStatusView(PluginViewMixin, BaseView):
     """Backlog of inserts and updates per synced object, throughput and trends."""
 
@@ -171,7 +201,13 @@ class SyncStatusView(PluginViewMixin, BaseView):
             "refresh_seconds": self.sync.settings.status_refresh_seconds,
             "plugin_css": "status.css",
             "plugin_js": "status.js",
+            "ds_pauses": self.pauses(),
         }
+
+    def pauses(self) -> dict[str, list[t.Any]]:
+        """The pauses in force, by object type (a handful of rows)."""
+        with self.sync.engine.connect() as conn:
+            return paused(conn, self.sync.settings.objects)
 
     @expose("/")
     def index(self) -> str:
@@ -223,14 +259,76 @@ class SyncStatusView(PluginViewMixin, BaseView):
                 return self.unknown_object(object_type)
             history = status_data.throughput_history(conn, settings, now)
             metrics = status_data.backlog_metrics(conn, settings, now, history=history)
+        can_act = self.can_act()
         return self.render(
             "dynamics_sync/status_details.html",
+            can_act=can_act,
+            pause_form=pause_form_class()(formdata=None) if can_act else None,
+            directions=list(Direction),
             details=details,
             metrics=metrics,
             object_metrics=metrics.row(object_type),
             charts=ChartMaker(history).charts([(object_type, details.label)], (DAY, WEEK))[0],
             **self.page_args(),
         )
+
+    @expose("/pause/", methods=("POST",))
+    def pause_view(self) -> ResponseReturnValue:
+        """Pause or resume an object in one direction: a confirmation page first, then the change."""
+        if not self.can_act():
+            abort(403)
+        form = pause_form_class()(formdata=request.form)
+        if not form.validate():
+            if "csrf_token" in form.errors:
+                abort(400, description=gettext(
+                    "The form's security token is missing or has expired. Reload the page and try again."
+                ))
+            abort(400, description=gettext("Unknown object or direction."))
+        object_type, action = form.object_type.data, form.action.data
+        if object_type not in self.sync.settings.objects:
+            abort(400, description=gettext("Unknown object or direction."))
+        direction = Direction(form.direction.data)
+        names = {
+            "object": self.sync.settings.objects[object_type],
+            "direction": direction_label(direction),
+        }
+        return_url = local_url(form.url.data) or self.object_url(object_type)
+        if form.confirmed.data != "1":
+            if action == PAUSE:
+                question = gettext(
+                    "Pause %(object)s, %(direction)s? Nothing is sent or read for it until it is resumed;"
+                    " its backlog keeps growing.", **names
+                )
+            else:
+                question = gettext("Resume %(object)s, %(direction)s? Its backlog is synced, oldest first.", **names)
+            return self.render(
+                "dynamics_sync/status_pause_confirm.html",
+                form=pause_form_class()(formdata=None),
+                action=action,
+                action_label=gettext("Pause") if action == PAUSE else gettext("Resume"),
+                object_type=object_type,
+                direction=direction,
+                question=question,
+                return_url=return_url,
+                **self.plugin_template_args(),
+            )
+        with self.sync.engine.begin() as conn:
+            if action == PAUSE:
+                changed = pause(conn, object_type, direction, operator_name(), self.sync.now())
+                message = (
+                    gettext("%(object)s, %(direction)s: paused.", **names)
+                    if changed
+                    else gettext("%(object)s, %(direction)s: was already paused.", **names)
+                )
+            else:
+                changed = resume(conn, object_type, direction)
+                message = (
+                    gettext("%(object)s, %(direction)s: resumed.", **names)
+                    if changed
+                    else gettext("%(object)s, %(direction)s: was not paused.", **names)
+                )
+        flash(message, "success" if changed else "info")
+        return redirect(return_url)
 
     @expose("/json")
     def json(self) -> Response:
