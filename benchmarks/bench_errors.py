@@ -1,4 +1,4 @@
-"""Sync Errors figures: the list's first page and its search, against a stock ``ModelView``.
+"""Sync Errors figures: the list's first page, its search and the error groups, against a stock ``ModelView``.
 
 300k errors over 30 days; every 1000th message mentions "quota" (the matching
 term finds 300 errors), the non-matching term finds none. The stock view is
@@ -26,6 +26,7 @@ from .harness import Figure
 from .harness import median_p95
 
 PLUGIN_URL = "/admin/dynamics/errors/"
+GROUPS_URL = PLUGIN_URL + "groups/"
 STOCK_URL = "/admin/stock-errors/"
 MATCHING = seed.RARE_WORD
 NOT_MATCHING = "throttled"
@@ -83,7 +84,11 @@ def run_backend(scale, backend: str, server: str | None) -> list[Figure]:
         "search, non-matching": (NOT_MATCHING, None),
     }
     timings: dict[tuple[str, str], list[float]] = {(c, v): [] for c in cases for v in ("plugin", "stock")}
+    timings[("groups", "plugin")] = []
     for round_ in range(WARMUP + SAMPLES):
+        elapsed = _get_ms(client, GROUPS_URL, b"ds-group")
+        if round_ >= WARMUP:
+            timings[("groups", "plugin")].append(elapsed)
         for case, (term, expect) in cases.items():
             query = "?" + urlencode({"search": term}) if term else ""
             for view, base in (("plugin", PLUGIN_URL), ("stock", STOCK_URL)):
@@ -103,5 +108,12 @@ def run_backend(scale, backend: str, server: str | None) -> list[Figure]:
             baseline_label=f"stock ModelView, same table{' and search' if term else ''} (median)",
             note=f"term {term!r}" if term else "",
         ))
+    med, p95 = median_p95(timings[("groups", "plugin")])
+    base, _ = median_p95(timings[("first page", "stock")])
+    figures.append(Figure(
+        name="error groups page" + suffix, scale=f"{count:,} errors, half of them open", unit="ms", median=med, p95=p95,
+        target=100, baseline=base, baseline_label="stock ModelView, first page of the same table (median)",
+        note="open errors grouped by code, object and direction from their index",
+    ))
     return figures
 
