@@ -220,6 +220,27 @@ def test_a_permanent_failure_parks_the_record_with_dataverses_code_and_message(
     assert (error.record_id, error.error_code, error.error_message, error.state) == ("2", code, message, "open")
 
 
+def test_a_failure_whose_claim_another_worker_took_over_is_left_to_that_worker(
+    crm, local_dataverse, make_worker, clock, monkeypatch
+):
+    customers(2)
+    local_dataverse.faults.add(Fault("validation", entity_set="contacts", count=ALWAYS))
+    worker = make_worker(crm, lease_seconds=60)
+    send = worker._send
+
+    def slow_send(items, results):
+        send(items, results)
+        clock.advance(seconds=61)  # the lease ran out meanwhile…
+        assert len(crm.extensions["dynamics_sync"].extension.claim(1)) == 1  # …and another worker took record 1
+
+    monkeypatch.setattr(worker, "_send", slow_send)
+    report = worker.run_once()
+
+    assert (report.failed, report.parked) == (2, 1)
+    assert [(row.record_id, row.claim_token is not None) for row in queue_rows()] == [("1", True), ("2", False)]
+    assert [error.record_id for error in error_rows()] == ["2"]
+
+
 def test_a_server_error_is_retried_later_not_parked(crm, local_dataverse, make_worker):
     customers(1)
     local_dataverse.faults.add(Fault("server_error", entity_set="contacts", count=ALWAYS))

@@ -37,6 +37,7 @@ import sqlalchemy as sa
 from flask import Flask
 from sqlalchemy.orm.attributes import set_committed_value
 
+from ..errors import ClaimLostError
 from ..state import get_state
 from ..types import ClaimedRecord
 from ..types import Direction
@@ -354,7 +355,12 @@ class SyncWorker:
             if result.ok:
                 continue
             failed += 1
-            parked += self.sync.mark_failed(record, result.code, result.message, retry=result.retry)
+            try:
+                parked += self.sync.mark_failed(record, result.code, result.message, retry=result.retry)
+            except ClaimLostError:
+                # Another worker owns the record now and sends it again; report the others.
+                logger.info("claim on %s %r taken over before its failure was reported",
+                            record.object_type, record.record_id)
         if self.stats is not None:
             self.stats.flush(len(synced), failed)
         return CycleReport(len(claimed), len(synced), failed, parked)
