@@ -231,3 +231,22 @@ def test_nothing_is_read_from_a_paused_table_until_it_is_resumed(crm, make_worke
     sync.resume("Lead", "from_dynamics")
     assert worker.run_once().received.applied == 1
     assert prospects() == [(ada, "Ada", "new")]
+
+
+def test_a_failed_read_keeps_the_stored_link_and_the_next_cycle_reads_the_changes(crm, make_worker, local_dataverse):
+    from flask_dynamics_sync.testing import ALWAYS
+    from flask_dynamics_sync.testing import Fault
+
+    ada = lead(local_dataverse, "Ada")
+    worker = make_worker(crm)
+    worker.run_once()
+    link = rows_of(ChangeTrackingState)[0].link
+    local_dataverse.update("leads", ada, {"subject": "Ada Lovelace"})
+    local_dataverse.faults.add(Fault("service_unavailable", entity_set="leads", method="GET", count=ALWAYS))
+
+    assert worker.run_once().received.read_failures == 1
+    assert rows_of(ChangeTrackingState)[0].link == link
+
+    local_dataverse.faults.clear()
+    assert worker.run_once().received.applied == 1
+    assert prospects() == [(ada, "Ada Lovelace", "new")]

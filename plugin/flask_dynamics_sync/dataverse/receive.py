@@ -95,6 +95,8 @@ class ReceiveReport:
     refused: int = 0
     full_reads: int = 0
     pages: int = 0
+    read_failures: int = 0
+    """Tables whose read failed this cycle (Dataverse refused it, or no answer after the retries)."""
 
     def add(self, applied: Applied) -> None:
         name = applied.outcome.value
@@ -140,6 +142,10 @@ class Receiver:
                         continue
                     try:
                         self.receive_table(mapping, report)
+                    except (ReadFailed, TransientError) as exc:
+                        # This table waits for the next cycle (from the last page applied); the others go on.
+                        logger.warning("reading the changes of %s from Dataverse failed: %s", mapping.entity_set, exc)
+                        report.read_failures += 1
                     finally:
                         lease.release()
                 self.receive_queued(report)
