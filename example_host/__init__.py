@@ -43,6 +43,8 @@ from .security import init_security
 
 PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 INSTANCE_PATH = os.path.join(PACKAGE_DIR, "instance")
+#: The console's own catalogs, where Flask-Babel looks by default (``translations`` next to the app).
+TRANSLATIONS_DIR = os.path.join(PACKAGE_DIR, "translations")
 DATABASE_FILE = "example_host.sqlite"
 
 # The plugin follows the console's policy: whoever may open /admin/ may look;
@@ -122,8 +124,10 @@ def _seed(app: Flask) -> None:
 
 def create_app(config: dict[str, t.Any] | None = None) -> Flask:
     """Build the console: its database, login, languages, CSP, admin screens and the plugin."""
-    # The example runs from a checkout, where .mo files are not built yet (a wheel ships them).
+    # The example runs from a checkout, where .mo files are not built yet (a wheel ships them):
+    # the plugin's catalogs, and the console's own (Flask-Babel's default domain, in translations/).
     compile_catalogs()
+    compile_catalogs(TRANSLATIONS_DIR, domain="messages")
     app = Flask(__name__, instance_path=INSTANCE_PATH)
     app.config.update(default_config(app.instance_path))
     app.config.update(config or {})

@@ -14,6 +14,8 @@ from flask_admin.contrib.sqla import ModelView
 from flask_admin.form import SecureForm
 from flask_admin.theme import Bootstrap4Theme
 from flask.typing import ResponseReturnValue
+from flask_babel import LazyString
+from flask_babel import lazy_gettext
 
 from . import auth
 from .models import SYNCED_MODELS
@@ -46,8 +48,8 @@ class ConsoleIndexView(SignedInOnly, AdminIndexView):
     @expose("/")
     def index(self) -> str:
         counts = [
-            (name, SYNCED_MODELS[model], db.session.scalar(sa.select(sa.func.count()).select_from(model)))
-            for model, name, _view in CRM_SCREENS
+            (label, SYNCED_MODELS[model], db.session.scalar(sa.select(sa.func.count()).select_from(model)))
+            for model, _endpoint, label, _view in CRM_SCREENS
         ]
         # The plugin's views on this console (their endpoints are the plugin's business).
         sync_views = [v for v in current_app.extensions["dynamics_sync"].views if v.admin is self.admin]
@@ -65,6 +67,22 @@ class CrmModelView(SignedInOnly, ModelView):
     can_view_details = True
     page_size = 25
     column_exclude_list = ["updated_at"]
+    column_labels = {
+        "name": lazy_gettext("Name"),
+        "industry": lazy_gettext("Industry"),
+        "city": lazy_gettext("City"),
+        "country": lazy_gettext("Country"),
+        "website": lazy_gettext("Website"),
+        "email": lazy_gettext("Email"),
+        "phone": lazy_gettext("Phone"),
+        "company": lazy_gettext("Company"),
+        "company_name": lazy_gettext("Company"),
+        "source": lazy_gettext("Source"),
+        "status": lazy_gettext("Status"),
+        "amount": lazy_gettext("Amount"),
+        "stage": lazy_gettext("Stage"),
+        "close_date": lazy_gettext("Close date"),
+    }
     form_excluded_columns = ["updated_at", "customers", "deals"]
 
     @property  # type: ignore[override]
@@ -103,12 +121,12 @@ class DealView(CrmModelView):
     column_default_sort = ("close_date", True)
 
 
-#: The CRM menu: model, screen name (its endpoint in lower case), view.
-CRM_SCREENS: tuple[tuple[type, str, type[CrmModelView]], ...] = (
-    (Company, "Companies", CompanyView),
-    (Customer, "Customers", CustomerView),
-    (Prospect, "Prospects", ProspectView),
-    (Deal, "Deals", DealView),
+#: The CRM menu: model, endpoint, screen name (in the selected language), view.
+CRM_SCREENS: tuple[tuple[type, str, LazyString, type[CrmModelView]], ...] = (
+    (Company, "companies", lazy_gettext("Companies"), CompanyView),
+    (Customer, "customers", lazy_gettext("Customers"), CustomerView),
+    (Prospect, "prospects", lazy_gettext("Prospects"), ProspectView),
+    (Deal, "deals", lazy_gettext("Deals"), DealView),
 )
 
 
@@ -117,10 +135,10 @@ def create_admin(app: Flask) -> Admin:
     admin = Admin(
         app,
         name=CONSOLE_NAME,
-        index_view=ConsoleIndexView(name="Home"),
+        index_view=ConsoleIndexView(name=lazy_gettext("Home")),
         theme=Bootstrap4Theme(base_template="example_host/admin_master.html", fluid=True),
         csp_nonce_generator=csp_nonce,
     )
-    for model, name, view_class in CRM_SCREENS:
-        admin.add_view(view_class(model, db, name=name, category="CRM", endpoint=name.lower()))
+    for model, endpoint, name, view_class in CRM_SCREENS:
+        admin.add_view(view_class(model, db, name=name, category="CRM", endpoint=endpoint))
     return admin

@@ -26,6 +26,8 @@ from flask import session
 from flask import url_for
 from flask.typing import ResponseReturnValue
 from flask_admin.form import SecureForm
+from flask_babel import gettext
+from flask_babel import lazy_gettext
 from wtforms import PasswordField
 from wtforms import StringField
 from wtforms.validators import InputRequired
@@ -39,8 +41,8 @@ bp = Blueprint("auth", __name__)
 
 
 class LoginForm(SecureForm):
-    username = StringField("Username", validators=[InputRequired()])
-    password = PasswordField("Password", validators=[InputRequired()])
+    username = StringField(lazy_gettext("Username"), validators=[InputRequired()])
+    password = PasswordField(lazy_gettext("Password"), validators=[InputRequired()])
 
 
 class LogoutForm(SecureForm):
@@ -109,7 +111,7 @@ def login() -> ResponseReturnValue:
             if lang:
                 session["lang"] = lang
             return redirect(safe_next(request.args.get("next")))
-        flash("Wrong username or password.", "error")
+        flash(gettext("Wrong username or password."), "error")
     return render_template("example_host/login.html", form=form)
 
 

@@ -21,6 +21,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable
 from collections.abc import Iterator
+from pathlib import Path
 from urllib.parse import urlencode
 
 import pytest
@@ -35,6 +36,9 @@ from example_host.demo import AWKWARD_NAMES
 from example_host.models import Customer
 from example_host.models import db as host_db
 from example_host.simulator import Simulator
+from flask_dynamics_sync.i18n_tools import extract_messages
+from flask_dynamics_sync.i18n_tools import po_path
+from flask_dynamics_sync.i18n_tools import read_catalog
 from flask_dynamics_sync.models import BacklogSnapshot
 from flask_dynamics_sync.models import HourlyThroughput
 from flask_dynamics_sync.models import QueueItem
@@ -515,6 +519,77 @@ def test_the_language_menu_offers_six_languages(sqlite_host):
     links = re.findall(r'href="/admin/\?lang=(\w+)"', client.get("/admin/").text)
 
     assert links == ["en", "it", "pt_BR", "de", "es", "fr"]
+
+
+#: The console's own strings, by language: the login page, then a console page (the sign-out button, the CRM menu).
+HOST_STRINGS = {
+    "en": {"login": ["Sign in", "Username", "Password", "Sign in"], "console": ["Sign out", "Home", "Companies", "Deals"]},
+    "de": {"login": ["Anmelden", "Benutzername", "Passwort", "Anmelden"],
+           "console": ["Abmelden", "Startseite", "Unternehmen", "Verkaufschancen"]},
+    "fr": {"login": ["Se connecter", "Nom d'utilisateur", "Mot de passe", "Se connecter"],
+           "console": ["Se déconnecter", "Accueil", "Entreprises", "Affaires"]},
+}  # fmt: skip
+
+
+def login_page_strings(html: str) -> list[str]:
+    """The heading, the two field labels and the button of the login page."""
+    heading = re.search(r"<h1[^>]*>([^<]*)</h1>", html).group(1)
+    labels = re.findall(r'<label for="\w+">([^<]*)</label>', html)
+    button = re.search(r'<button class="btn btn-primary" type="submit">([^<]*)</button>', html).group(1)
+    return [heading, *labels, button]
+
+
+def console_strings(html: str) -> list[str]:
+    """The sign-out button, then the menu entries Home, Companies and Deals."""
+    sign_out = re.search(r'<button class="btn btn-sm btn-outline-light" type="submit">([^<]*)</button>', html).group(1)
+    menu = [re.search(rf'href="{url}">\s*([^<]*?)\s*</a>', html).group(1)
+            for url in ("/admin/", "/admin/companies/", "/admin/deals/")]  # fmt: skip
+    return [sign_out, *menu]
+
+
+@pytest.mark.parametrize("lang", sorted(HOST_STRINGS))
+def test_the_login_page_follows_the_selected_language(sqlite_host, lang):
+    html = sqlite_host.test_client().get(f"/login?lang={lang}").text
+
+    assert login_page_strings(html) == HOST_STRINGS[lang]["login"]
+
+
+@pytest.mark.parametrize("lang", sorted(HOST_STRINGS))
+def test_the_console_pages_follow_the_selected_language(sqlite_host, lang):
+    client = sqlite_host.test_client()
+    sign_in(client, "admin")
+
+    html = client.get(f"/admin/?lang={lang}").text
+
+    assert console_strings(html) == HOST_STRINGS[lang]["console"]
+
+
+def test_a_wrong_password_is_reported_in_the_selected_language(sqlite_host):
+    client = sqlite_host.test_client()
+    client.get("/login?lang=fr")
+
+    response = sign_in(client, "admin", "not-the-password")
+
+    assert '<div class="alert alert-danger">Nom d&#39;utilisateur ou mot de passe incorrect.</div>' in response.text
+
+
+def test_the_company_list_labels_its_columns_in_the_selected_language(sqlite_host):
+    client = sqlite_host.test_client()
+    sign_in(client, "admin")
+
+    html = client.get("/admin/companies/?lang=de").text
+
+    headers = re.findall(r'<th class="column-header[^"]*">\s*<a [^>]*>\s*([^<]*?)\s*</a>', html)
+    assert headers == ["Name", "Branche", "Ort", "Land", "Website"]
+
+
+@pytest.mark.parametrize("locale", ["it", "pt_BR", "de", "es", "fr"])
+def test_every_message_of_the_console_is_translated(locale):
+    messages = {message.id for message in extract_messages(Path(ROOT, "example_host")) if message.id}
+
+    catalog = read_catalog(po_path(locale, example_host.TRANSLATIONS_DIR, "messages"), locale)
+
+    assert messages == {message.id for message in catalog if message.id and message.string}
 
 
 @pytest.mark.browser

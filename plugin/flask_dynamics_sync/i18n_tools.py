@@ -53,17 +53,17 @@ _WIDTH = 100
 _VOLATILE_HEADERS = (b'"POT-Creation-Date:', b'"PO-Revision-Date:', b'"Generated-By:')
 
 
-def po_path(locale: str, directory: str | os.PathLike[str] = TRANSLATIONS_DIR) -> Path:
-    """``<directory>/<locale>/LC_MESSAGES/dynamics_sync.po``."""
-    return Path(directory, locale, "LC_MESSAGES", f"{DOMAIN}.po")
+def po_path(locale: str, directory: str | os.PathLike[str] = TRANSLATIONS_DIR, domain: str = DOMAIN) -> Path:
+    """``<directory>/<locale>/LC_MESSAGES/<domain>.po`` (by default the plugin's ``dynamics_sync.po``)."""
+    return Path(directory, locale, "LC_MESSAGES", f"{domain}.po")
 
 
-def catalog_locales(directory: str | os.PathLike[str] = TRANSLATIONS_DIR) -> list[str]:
-    """Locales that have a ``.po`` file in ``directory``, sorted."""
+def catalog_locales(directory: str | os.PathLike[str] = TRANSLATIONS_DIR, domain: str = DOMAIN) -> list[str]:
+    """Locales that have a ``<domain>.po`` file in ``directory``, sorted."""
     root = Path(directory)
     if not root.is_dir():
         return []
-    return sorted(entry.name for entry in root.iterdir() if po_path(entry.name, root).is_file())
+    return sorted(entry.name for entry in root.iterdir() if po_path(entry.name, root, domain).is_file())
 
 
 def read_catalog(path: str | os.PathLike[str], locale: str | None = None) -> Catalog:
@@ -75,8 +75,13 @@ def read_catalog(path: str | os.PathLike[str], locale: str | None = None) -> Cat
 # -- compiling ------------------------------------------------------------------
 
 
-def compile_catalogs(directory: str | os.PathLike[str] = TRANSLATIONS_DIR, *, force: bool = False) -> list[Path]:
-    """Compile each ``<locale>/LC_MESSAGES/dynamics_sync.po`` whose ``.mo`` is missing or older.
+def compile_catalogs(
+    directory: str | os.PathLike[str] = TRANSLATIONS_DIR, *, force: bool = False, domain: str = DOMAIN
+) -> list[Path]:
+    """Compile each ``<locale>/LC_MESSAGES/<domain>.po`` whose ``.mo`` is missing or older.
+
+    The default is the plugin's own catalogs; a host may compile its own
+    (``domain="messages"``, Flask-Babel's default domain) from a source checkout.
 
     Fuzzy entries are left out, so they show in English rather than with a
     doubtful translation. Each ``.mo`` is written to a temporary file and
@@ -84,8 +89,8 @@ def compile_catalogs(directory: str | os.PathLike[str] = TRANSLATIONS_DIR, *, fo
     Returns the ``.mo`` paths written (empty when everything was up to date).
     """
     written: list[Path] = []
-    for locale in catalog_locales(directory):
-        source = po_path(locale, directory)
+    for locale in catalog_locales(directory, domain):
+        source = po_path(locale, directory, domain)
         target = source.with_suffix(".mo")
         if not force and target.exists() and target.stat().st_mtime >= source.stat().st_mtime:
             continue
