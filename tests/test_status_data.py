@@ -14,6 +14,7 @@ import pytest
 
 from flask_dynamics_sync import Direction
 from flask_dynamics_sync import status_data
+from flask_dynamics_sync import status_json
 from flask_dynamics_sync.models import HourlyThroughput
 from flask_dynamics_sync.status_data import BacklogRow
 from flask_dynamics_sync.status_data import LastHourRow
@@ -279,7 +280,7 @@ def test_a_late_hourly_row_changes_the_figures_on_the_next_read(conn, sync, db):
 
 
 def test_the_json_document_carries_every_panel(conn, sync):
-    document = status_data.report_jsonable(status_data.status_report(conn, sync.settings, NOW))
+    document = status_json.report_jsonable(status_data.status_report(conn, sync.settings, NOW))
 
     assert document["generated_at"] == "2026-03-10T14:20:00Z"
     assert document["backlog"]["rows"][0] == {

@@ -290,14 +290,14 @@ def test_hovering_a_bar_tells_its_hour_and_counts(get):
 
 
 def test_json_serves_the_same_figures(get, sync):
-    from flask_dynamics_sync import status_data
+    from flask_dynamics_sync import status_json
 
     response = get(STATUS + "json")
 
     assert response.mimetype == "application/json"
     assert response.headers["Cache-Control"] == "no-store"
     with sync.engine.connect() as conn:
-        expected = status_data.status_document(conn, sync.settings, sync.now())
+        expected = status_json.status_document(conn, sync.settings, sync.now())
     assert response.get_json() == expected
 
 

@@ -39,6 +39,7 @@ from wtforms import validators
 from .. import i18n
 from .. import prometheus
 from .. import status_data
+from .. import status_json
 from ..chart import BarChart
 from ..chart import ChartSeries
 from ..chart import render_bar_chart
@@ -333,7 +334,7 @@ class SyncStatusView(PluginViewMixin, BaseView):
     @expose("/json")
     def json(self) -> Response:
         with self.page_connection() as conn:
-            document = status_data.status_document(conn, self.sync.settings, self.sync.now())
+            document = status_json.status_document(conn, self.sync.settings, self.sync.now())
         response = jsonify(document)
         response.cache_control.no_store = True
         return response
