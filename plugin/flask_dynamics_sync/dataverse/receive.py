@@ -34,6 +34,7 @@ import sqlalchemy as sa
 from flask import Flask
 from sqlalchemy.orm import Session
 
+from ..errors import ClaimLostError
 from ..leases import make_lease
 from ..models import change_tracking_table
 from ..models import queue_table
@@ -187,18 +188,25 @@ class Receiver:
             try:
                 change = self.read_row(mapping, record.record_id)
             except (ReadFailed, TransientError) as exc:
-                self.sync.mark_failed(record, READ_FAILED, str(exc), retry=True)
+                self._failed(record, READ_FAILED, str(exc), retry=True)
                 continue
             applied = self.apply(mapping, change, record_event=False)
             report.add(applied)
             if applied.outcome is Outcome.REFUSED:
-                self.sync.mark_failed(record, HOST_REFUSED, applied.message, retry=False)
+                self._failed(record, HOST_REFUSED, applied.message, retry=False)
             elif applied.operation is not None:  # the event says what the host did
                 synced.append(dataclasses.replace(record, operation=applied.operation))
             else:
                 synced.append(record)
         if synced:
             self.sync.mark_synced(synced)
+
+    def _failed(self, record: ClaimedRecord, code: str, message: str, *, retry: bool) -> None:
+        try:
+            self.sync.mark_failed(record, code, message, retry=retry)
+        except ClaimLostError:
+            # Another worker claimed the row after this claim ran out: it applies it again.
+            logger.info("claim on %s %r taken over before its failure was reported", record.object_type, record.record_id)
 
     def read_row(self, mapping: BoundMapping, row_id: str) -> DataverseChange:
         """One row as a change (a deleted one when Dataverse no longer has it)."""
