@@ -7,13 +7,13 @@ import typing as t
 import sqlalchemy as sa
 from flask import Flask
 from flask import current_app
+from flask.typing import ResponseReturnValue
 from flask_admin import Admin
 from flask_admin import AdminIndexView
 from flask_admin import expose
 from flask_admin.contrib.sqla import ModelView
 from flask_admin.form import SecureForm
 from flask_admin.theme import Bootstrap4Theme
-from flask.typing import ResponseReturnValue
 from flask_babel import LazyString
 from flask_babel import lazy_gettext
 

@@ -28,10 +28,9 @@ from collections.abc import Iterator
 from decimal import Decimal
 
 import sqlalchemy as sa
+from flask import current_app
 from sqlalchemy.engine import Connection
 from werkzeug.security import generate_password_hash
-
-from flask import current_app
 
 from flask_dynamics_sync import Change
 from flask_dynamics_sync import DynamicsSync
@@ -517,7 +516,7 @@ def seed_demo(
     history = _History(recorder, rng, records, now)
     history.settled_errors(start, scale)
     history.throttling_burst()
-    history.recent_failures(max(len(sum(PUNCTUATED_NAMES.values(), [])), round(90 * scale)))
+    history.recent_failures(max(sum(map(len, PUNCTUATED_NAMES.values())), round(90 * scale)))
     history.backlog(scale)
     for table, rows in (
         (SyncEvent.__table__, events),

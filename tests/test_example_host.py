@@ -195,7 +195,7 @@ def test_demo_errors_carry_real_dataverse_codes_in_every_state(host):
 def test_demo_errors_name_records_with_punctuation_a_real_crm_holds(host):
     labels = {row[0] for row in rows(host, sa.select(errors.c.record_label).where(errors.c.state == "open"))}
 
-    assert set(sum(PUNCTUATED_NAMES.values(), [])) <= labels
+    assert {name for names in PUNCTUATED_NAMES.values() for name in names} <= labels
 
 
 #: Formula injections and markup, which the demo keeps off its screens: tests bring their own.
@@ -205,7 +205,7 @@ HOSTILE_MESSAGE = "<script>alert('hi')</script> +SUM(A1:A9) @mention"
 
 def visible_cells(html: str) -> list[str]:
     """The text of every table cell and description value of a page, as a visitor reads it."""
-    cells = re.findall(r"<(td|dd)\b[^>]*>(.*?)</\1>", html, re.S)
+    cells = re.findall(r"<(td|dd)\b[^>]*>(.*?)</\1>", html, re.DOTALL)
     return [" ".join(unescape(re.sub(r"<[^>]+>", " ", cell)).split()) for _tag, cell in cells]
 
 
