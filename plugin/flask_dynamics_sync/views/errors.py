@@ -37,8 +37,6 @@ from flask import request
 from flask.typing import ResponseReturnValue
 from flask_admin import expose
 from flask_admin.contrib.sqla import ModelView
-from flask_admin.contrib.sqla.filters import BaseSQLAFilter
-from flask_admin.contrib.sqla.filters import FilterEqual
 from flask_admin.form import BaseForm
 from flask_admin.form import SecureForm
 from flask_admin.model.template import TemplateLinkRowAction
@@ -80,17 +78,27 @@ from ..search import search_condition
 from ..search import search_problem
 from ..state import get_state
 from ..time_limits import time_limit
-from ..types import Direction
-from ..types import ErrorState
-from ..types import Operation
 from .base import PluginViewMixin
 from .base import local_url
-from .base import time_html
 from .db_errors import exports_busy_response
 from .db_errors import message_response
+from .error_cells import ACTION_LABELS
+from .error_cells import DIRECTION_LABELS
+from .error_cells import GROUP_ACTION_LABELS
+from .error_cells import LIST_FORMATTERS
+from .error_cells import OPERATION_LABELS
+from .error_cells import STATE_LABELS
+from .error_cells import TAB_LABELS
+from .error_cells import message_full_cell
+from .error_cells import message_preview
+from .error_cells import optional_text_cell
+from .error_cells import record_id_cell
+from .error_filters import EqualFilter
+from .error_filters import FilterField
+from .error_filters import TimeFilter
+from .error_filters import choices
 
 if t.TYPE_CHECKING:
-    from jinja2.runtime import Context
     from sqlalchemy.orm import Session
     from sqlalchemy.orm import scoped_session
 
@@ -99,43 +107,6 @@ if t.TYPE_CHECKING:
 
 Filter = tuple[int, str, str]
 """An active filter as Flask-Admin passes it around: (index, name, raw value)."""
-
-OPERATION_LABELS = {Operation.INSERT.value: lazy_gettext("Insert"), Operation.UPDATE.value: lazy_gettext("Update")}
-DIRECTION_LABELS = {
-    Direction.TO_DYNAMICS.value: lazy_gettext("To Dynamics"),
-    Direction.FROM_DYNAMICS.value: lazy_gettext("From Dynamics"),
-}
-STATE_LABELS = {
-    ErrorState.OPEN.value: lazy_gettext("Open"),
-    ErrorState.RETRIED.value: lazy_gettext("Retried"),
-    ErrorState.IGNORED.value: lazy_gettext("Ignored"),
-    ErrorState.RESOLVED.value: lazy_gettext("Resolved"),
-}
-STATE_BADGES = {
-    ErrorState.OPEN.value: "badge-danger",
-    ErrorState.RETRIED.value: "badge-info",
-    ErrorState.IGNORED.value: "badge-secondary",
-    ErrorState.RESOLVED.value: "badge-success",
-}
-TAB_LABELS = {
-    StateTab.OPEN: lazy_gettext("Open"),
-    StateTab.IGNORED: lazy_gettext("Ignored"),
-    StateTab.RESOLVED: lazy_gettext("Resolved"),
-    StateTab.ALL: lazy_gettext("All"),
-}
-#: The actions a group of open errors offers, as its buttons say them.
-GROUP_ACTION_LABELS = {
-    ErrorAction.RETRY: lazy_gettext("Retry all"),
-    ErrorAction.IGNORE: lazy_gettext("Ignore all"),
-}
-ACTION_LABELS = {
-    ErrorAction.RETRY: lazy_gettext("Retry"),
-    ErrorAction.IGNORE: lazy_gettext("Ignore"),
-    ErrorAction.RESOLVE: lazy_gettext("Resolve"),
-}
-
-#: Characters of an error message shown in the list; the details page shows all of it.
-MESSAGE_PREVIEW_LENGTH = 140
 
 #: Highest list page a URL may name: far beyond any list, an OFFSET every database takes.
 MAX_PAGE = 1_000_000_000
@@ -147,55 +118,6 @@ SCOPE_SELECTED = "selected"
 SCOPE_ALL = "all"
 
 
-# -- filters ----------------------------------------------------------------------
-
-
-def parse_viewer_time(value: str) -> dt.datetime:
-    """A time typed by the viewer (ISO 8601, in their time zone unless it has an offset) as naive UTC.
-
-    :raises ValueError: not a time, or one that is before year 1 or after year 9999 in UTC.
-    """
-    parsed = dt.datetime.fromisoformat(value.strip())
-    try:
-        if parsed.tzinfo is None:
-            zone = i18n.get_timezone()
-            # Flask-Babel's zones are pytz zones, whose replace() gives the zone's first offset (LMT).
-            localize = getattr(zone, "localize", None)
-            parsed = localize(parsed) if localize is not None else parsed.replace(tzinfo=zone)
-        return parsed.astimezone(dt.timezone.utc).replace(tzinfo=None)
-    except OverflowError:  # Flask-Admin's filter validation only expects ValueError
-        raise ValueError(f"time out of range in UTC: {value!r}") from None
-
-
-class TimeFilter(BaseSQLAFilter):
-    """Errors that happened from (inclusive) or until (exclusive) a time in the viewer's zone."""
-
-    def __init__(self, column: t.Any, name: t.Any, *, until: bool) -> None:
-        super().__init__(column, name, data_type="datetimepicker")
-        self.until = until
-
-    def clean(self, value: str) -> dt.datetime:
-        return parse_viewer_time(value)
-
-    def apply(self, query: t.Any, value: dt.datetime, alias: t.Any = None) -> t.Any:
-        column = self.get_column(alias)
-        return query.filter(column < value if self.until else column >= value)
-
-    def operation(self) -> t.Any:
-        return lazy_gettext("until") if self.until else lazy_gettext("from")
-
-
-class EqualFilter(FilterEqual):
-    """Equality with the plugin's own wording."""
-
-    def clean(self, value: str) -> str:
-        # As stored by the recorder, which replaces NUL (PostgreSQL refuses it in text).
-        return value.replace("\x00", "\ufffd")
-
-    def operation(self) -> t.Any:
-        return lazy_gettext("is")
-
-
 @dataclasses.dataclass(frozen=True)
 class StateTabLink:
     """One state tab of the list: its label, capped count and URL."""
@@ -205,98 +127,6 @@ class StateTabLink:
     count_label: str
     url: str
     active: bool
-
-
-@dataclasses.dataclass(frozen=True)
-class FilterField:
-    """One input of the filter bar: URL argument, label, widget, choices and current value."""
-
-    arg: str
-    label: str
-    kind: str  # "select", "text" or "datetime"
-    options: list[tuple[str, str]]
-    value: str
-
-
-def _choices(labels: dict[str, t.Any]) -> list[tuple[str, t.Any]]:
-    return list(labels.items())
-
-
-# -- cell formatters --------------------------------------------------------------
-
-
-def _time_cell(view: SyncErrorsView, context: Context | None, model: SyncError, name: str) -> Markup:
-    return time_html(getattr(model, name), view.sync.now())
-
-
-def _optional_text_cell(view: t.Any, context: Context | None, model: SyncError, name: str) -> Markup | str:
-    return getattr(model, name) or Markup('<span class="text-muted">—</span>')
-
-
-def _object_cell(view: SyncErrorsView, context: Context | None, model: SyncError, name: str) -> str:
-    return view.sync.settings.objects.get(model.object_type, model.object_type)
-
-
-def _record_cell(view: SyncErrorsView, context: Context | None, model: SyncError, name: str) -> Markup:
-    record = view.record_html(model.object_type, model.record_id)
-    if not model.record_label:
-        return record
-    return Markup('{} <span class="ds-record-label">{}</span>').format(record, model.record_label)
-
-
-def _record_id_cell(view: SyncErrorsView, context: Context | None, model: SyncError, name: str) -> Markup:
-    return view.record_html(model.object_type, model.record_id)
-
-
-def _label_cell(labels: dict[str, t.Any]) -> t.Callable[..., str]:
-    def cell(view: t.Any, context: Context | None, model: SyncError, name: str) -> str:
-        value = getattr(model, name)
-        return str(labels.get(value, value))
-
-    return cell
-
-
-def _state_cell(view: t.Any, context: Context | None, model: SyncError, name: str) -> Markup:
-    return Markup('<span class="badge {}">{}</span>').format(
-        STATE_BADGES.get(model.state, "badge-light"), str(STATE_LABELS.get(model.state, model.state))
-    )
-
-
-def _code_cell(view: t.Any, context: Context | None, model: SyncError, name: str) -> Markup:
-    return Markup('<code class="ds-error-code">{}</code>').format(model.error_code)
-
-
-def _message_preview_cell(view: t.Any, context: Context | None, model: SyncError, name: str) -> str:
-    return _message_preview(model.error_message)
-
-
-def _message_preview(message: str) -> str:
-    """The start of a message, as the list shows it."""
-    if len(message) <= MESSAGE_PREVIEW_LENGTH:
-        return message
-    return message[: MESSAGE_PREVIEW_LENGTH - 1].rstrip() + "\u2026"
-
-
-def _message_full_cell(view: t.Any, context: Context | None, model: SyncError, name: str) -> Markup:
-    return Markup('<pre class="ds-error-message">{}</pre>').format(model.error_message)
-
-
-def _number_cell(view: t.Any, context: Context | None, model: SyncError, name: str) -> str:
-    return i18n.format_number(getattr(model, name))
-
-
-_LIST_FORMATTERS: dict[str, t.Callable[..., t.Any]] = {
-    "occurred_at": _time_cell,
-    "state_changed_at": _time_cell,
-    "object_type": _object_cell,
-    "record": _record_cell,
-    "operation": _label_cell(OPERATION_LABELS),
-    "direction": _label_cell(DIRECTION_LABELS),
-    "error_code": _code_cell,
-    "error_message": _message_preview_cell,
-    "attempt": _number_cell,
-    "state": _state_cell,
-}
 
 
 # -- the action form --------------------------------------------------------------
@@ -424,21 +254,21 @@ class SyncErrorsView(PluginViewMixin, ModelView):
     column_sortable_list = ("occurred_at", "object_type", "error_code", "state")
     column_default_sort = ("occurred_at", True)
     column_searchable_list = ("record_id", "record_label", "error_code", "error_message")
-    column_formatters = _LIST_FORMATTERS
+    column_formatters = LIST_FORMATTERS
     column_formatters_detail = {
-        **_LIST_FORMATTERS,
-        "error_message": _message_full_cell,
-        "record_id": _record_id_cell,
-        "record_label": _optional_text_cell,
+        **LIST_FORMATTERS,
+        "error_message": message_full_cell,
+        "record_id": record_id_cell,
+        "record_label": optional_text_cell,
     }
 
     #: Filter bar, in order; ``flt<i>_<i>`` in URLs. Object choices come from the settings.
     column_filters = [
         EqualFilter(SyncError.object_type, lazy_gettext("Object")),
-        EqualFilter(SyncError.operation, lazy_gettext("Operation"), options=_choices(OPERATION_LABELS)),
-        EqualFilter(SyncError.direction, lazy_gettext("Direction"), options=_choices(DIRECTION_LABELS)),
+        EqualFilter(SyncError.operation, lazy_gettext("Operation"), options=choices(OPERATION_LABELS)),
+        EqualFilter(SyncError.direction, lazy_gettext("Direction"), options=choices(DIRECTION_LABELS)),
         EqualFilter(SyncError.error_code, lazy_gettext("Error code")),
-        EqualFilter(SyncError.state, lazy_gettext("State"), options=_choices(STATE_LABELS)),
+        EqualFilter(SyncError.state, lazy_gettext("State"), options=choices(STATE_LABELS)),
         TimeFilter(SyncError.occurred_at, lazy_gettext("From"), until=False),
         TimeFilter(SyncError.occurred_at, lazy_gettext("Until"), until=True),
     ]
@@ -823,7 +653,7 @@ class SyncErrorsView(PluginViewMixin, ModelView):
             groups=[(group, self.group_filter_args(group)) for group in groups],
             object_label=lambda object_type: self.sync.settings.objects.get(object_type, object_type),
             direction_labels=DIRECTION_LABELS,
-            preview=_message_preview,
+            preview=message_preview,
             **self.action_args(),
             group_actions=[(a.value, label) for a, label in GROUP_ACTION_LABELS.items()],
             scope_all=SCOPE_ALL,
@@ -1052,7 +882,7 @@ class SyncErrorsView(PluginViewMixin, ModelView):
                 question=self.confirmation_question(action, count),
                 examples=examples,
                 object_label=lambda object_type: self.sync.settings.objects.get(object_type, object_type),
-                preview=_message_preview,
+                preview=message_preview,
             )
         with self.sync.engine.begin() as conn, time_limit(conn, settings.export_time_limit):
             outcome = run_action(conn, action, condition, recorder=get_state().recorder, now=self.sync.now())
