@@ -65,6 +65,8 @@ EXTRAS["test"] = sorted(
         *EXTRAS["postgres"],
         *EXTRAS["mysql"],
         "pytest>=8",
+        "ruff>=0.8",
+        "mypy>=1.13",
         "hypothesis>=6.100",
         "playwright>=1.45",
         "Flask-Migrate>=4.0",

@@ -22,7 +22,6 @@ from collections.abc import Iterator
 
 from .bench_errors import errors_database
 from .harness import Figure
-from .harness import median_p95
 from .harness import rss_bytes
 
 PLUGIN_CSV = "/admin/dynamics/errors/export/csv/"

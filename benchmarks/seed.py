@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import datetime as dt
 import heapq
-import os
 import itertools
+import os
 import random
 from collections.abc import Iterable
 from collections.abc import Iterator

@@ -30,11 +30,11 @@ from collections.abc import Iterator
 
 import pytest
 import sqlalchemy as sa
-from hypothesis import HealthCheck
-from hypothesis import settings
 from flask import Flask
 from flask_admin import Admin
 from flask_sqlalchemy import SQLAlchemy
+from hypothesis import HealthCheck
+from hypothesis import settings
 
 from flask_dynamics_sync import DynamicsSync
 from flask_dynamics_sync.i18n_tools import compile_catalogs

@@ -8,8 +8,6 @@ error, an uncaught exception or a CSP violation.
 
 from __future__ import annotations
 
-import typing as t
-
 import pytest
 from flask_admin import Admin
 

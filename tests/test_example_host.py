@@ -708,8 +708,8 @@ def test_the_simulator_is_deterministic_with_a_seeded_rng(make_host, tmp_path):
 
 
 def test_the_console_syncs_through_the_connector_to_a_local_dataverse(make_host, empty_db_url, local_dataverse, make_worker):
-    from flask_dynamics_sync.dataverse.settings import local_dataverse_config
     from example_host.models import SYNCED_MODELS
+    from flask_dynamics_sync.dataverse.settings import local_dataverse_config
 
     app = make_host(empty_db_url, EXAMPLE_HOST_DEMO_DATA=False, **local_dataverse_config(local_dataverse))
     simulator = Simulator(app, example_host.sync, random.Random(5), plays_sync=False)

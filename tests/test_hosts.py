@@ -27,7 +27,6 @@ from flask_dynamics_sync.errors import AccessPolicyWarning
 from flask_dynamics_sync.models import SyncError
 
 from .conftest import page_text
-
 from .hosts import custom_base
 from .hosts import factory
 from .hosts import flask_login_host

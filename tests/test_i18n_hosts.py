@@ -16,6 +16,7 @@ from flask_dynamics_sync import i18n
 from flask_dynamics_sync.config import load_settings
 from flask_dynamics_sync.i18n_tools import compile_catalogs
 from flask_dynamics_sync.i18n_tools import po_path
+
 from .conftest import UI_LOCALES
 from .conftest import page_text
 

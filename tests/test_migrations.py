@@ -19,6 +19,7 @@ from flask_dynamics_sync.schema import current_revision
 from flask_dynamics_sync.schema import head_revision
 from flask_dynamics_sync.schema import include_object
 from flask_dynamics_sync.schema import made_on
+
 from .conftest import backend_of
 
 PLUGIN_TABLES = set(metadata.tables)

@@ -31,7 +31,6 @@ from flask_dynamics_sync.scheduler import run_job
 
 from .conftest import ERRORS_URL
 from .conftest import NOW
-from .conftest import backend_of
 from .conftest import insert_rows
 from .workers.crash_worker import CONFIG
 from .workers.crash_worker import CrashWorker

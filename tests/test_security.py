@@ -41,7 +41,6 @@ from flask_dynamics_sync.models import metadata
 from .conftest import ERRORS_URL
 from .conftest import SQLITE_ONLY
 from .conftest import fuzz
-from .conftest import load_errors_dataset
 from .test_example_host import make_host  # noqa: F401 - the example host's fixture
 
 #: Sample values of URL arguments. A new argument fails the enumeration until it gets one here.
