@@ -201,8 +201,15 @@ def count_matching(conn: Connection, where: sa.ColumnElement[bool] | None, cap: 
 # -- writers ----------------------------------------------------------------------
 
 
-#: A CSV line one of whose cells starts with something other than a letter, digit or ``_``.
-_MAYBE_FORMULA = re.compile(r"(?:^|,)[^\w,]")
+#: A cell after the first that starts with something other than a letter, digit or ``_``
+#: (a literal ``,`` first: ten times faster than ``(?:^|,)``).
+_MAYBE_FORMULA = re.compile(r",[^\w,]")
+
+
+def _maybe_formula(line: str) -> bool:
+    """Could a cell of ``line`` (cells joined by ``,``) start a formula? ``False`` means none can."""
+    first = line[:1]
+    return bool(first) and not (first.isalnum() or first == "_") or _MAYBE_FORMULA.search(line) is not None
 
 
 def csv_chunks(chunks: RowChunks, header: Sequence[str]) -> Iterator[str]:
@@ -221,7 +228,7 @@ def csv_chunks(chunks: RowChunks, header: Sequence[str]) -> Iterator[str]:
         lines = []
         for row in chunk:
             line = ",".join(row)
-            if _MAYBE_FORMULA.search(line) or line.count(",") != commas or '"' in line or "\n" in line or "\r" in line:
+            if _maybe_formula(line) or line.count(",") != commas or '"' in line or "\n" in line or "\r" in line:
                 buffer.seek(0)
                 buffer.truncate()
                 writer.writerow([neutralize(cell) for cell in row])
