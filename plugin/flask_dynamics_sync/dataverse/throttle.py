@@ -16,8 +16,8 @@ import time
 from collections.abc import Callable
 from collections.abc import Iterator
 
-#: The window is stretched by this share: the server counts a request when it arrives,
-#: a little after the client sent it, and two arrivals may come closer than their sends.
+#: The window is stretched by this share, for the server's clock granularity. (That the server
+#: counts a request when it arrives is handled by counting each slot from its answer, see slot().)
 WINDOW_MARGIN = 0.02
 
 
@@ -55,6 +55,11 @@ class Throttle:
             self._paused_until = max(self._paused_until, self._clock() + seconds)
             self._condition.notify_all()
 
+    def wait_needed(self) -> float:
+        """Seconds until the next request may go (0: now; infinite while every concurrent slot is taken)."""
+        with self._condition:
+            return self._wait_needed(self._clock())
+
     def _wait_needed(self, now: float) -> float:
         """Seconds until a request may go (0: now)."""
         if self._in_flight >= self.max_concurrent:
@@ -83,4 +88,10 @@ class Throttle:
         finally:
             with self._condition:
                 self._in_flight -= 1
+                # The server counted the request when it arrived, somewhere between the send and the
+                # answer: counting the slot from the answer keeps two arrivals a window apart however
+                # long the request took on its way (a loaded machine, a slow network).
+                with contextlib.suppress(ValueError):  # already out of the window
+                    self._sent.remove(now)
+                self._sent.append(self._clock())
                 self._condition.notify_all()
