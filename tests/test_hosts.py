@@ -41,13 +41,14 @@ STATUS_URL = "/admin/dynamics/status/"
 ERRORS_URL = "/admin/dynamics/errors/"
 PLUGIN_BLUEPRINTS = ("dynamics_sync.", "dynamics_sync_status.", "dynamics_sync_errors.")
 
-#: What each plugin endpoint answers a visitor the host lets in (``action_view``: without a form).
+#: What each plugin endpoint answers a visitor the host lets in (the POST endpoints: without a form).
 ANSWERS = {
     "dynamics_sync.static": 200,
     "dynamics_sync_status.index": 200,
     "dynamics_sync_status.details": 200,
     "dynamics_sync_status.json": 200,
     "dynamics_sync_status.metrics": 200,
+    "dynamics_sync_status.pause_view": 400,  # no CSRF token
     "dynamics_sync_errors.index_view": 200,
     "dynamics_sync_errors.details_view": 200,
     "dynamics_sync_errors.groups_view": 200,
@@ -60,6 +61,8 @@ ANSWERS = {
     "dynamics_sync_errors.delete_view": 302,
 }
 URL_ARGUMENTS = {"object_type": "Lead", "export_type": "csv", "filename": "errors.css"}
+#: The endpoints that change state: refused (403) when the host leaves actions off.
+STATE_CHANGING = (".action_view", ".pause_view")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -114,7 +117,7 @@ def status_codes(client: t.Any, requests: list[PluginRequest]) -> dict[str, int]
 def expected_codes(requests: list[PluginRequest], *, actions_off: bool = False) -> dict[str, int]:
     """What :data:`ANSWERS` says each request gets (403 for the action when the host leaves actions off)."""
     return {
-        f"{r.method} {r.url}": 403 if actions_off and r.endpoint.endswith(".action_view") else ANSWERS[r.endpoint]
+        f"{r.method} {r.url}": 403 if actions_off and r.endpoint.endswith(STATE_CHANGING) else ANSWERS[r.endpoint]
         for r in requests
     }
 
