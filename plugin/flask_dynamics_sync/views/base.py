@@ -8,7 +8,12 @@ import typing as t
 from collections.abc import Iterator
 
 from flask import Blueprint
+from flask import abort
+from flask import current_app
+from flask import request
 from flask.typing import ResponseReturnValue
+from flask_admin.form import BaseForm
+from flask_admin.form import SecureForm
 from markupsafe import Markup
 
 from .. import i18n
@@ -21,6 +26,33 @@ if t.TYPE_CHECKING:
     from sqlalchemy.engine import Connection
 
     from ..extension import DynamicsSync
+
+
+def csrf_form_base() -> type[BaseForm]:
+    """Flask-WTF's form when the host runs ``CSRFProtect`` (its check needs its token), else ``SecureForm``."""
+    if "csrf" in current_app.extensions and current_app.config.get("WTF_CSRF_ENABLED", True):
+        from flask_wtf import FlaskForm
+
+        return t.cast("type[BaseForm]", FlaskForm)
+    return SecureForm
+
+
+_F = t.TypeVar("_F", bound=BaseForm)
+
+
+def posted_form(form_class: type[_F], invalid: str) -> _F:
+    """The POSTed form of a state-changing request, validated; else a 400 that says why.
+
+    ``invalid`` is the message for a form whose fields (not its CSRF token) are wrong.
+    """
+    form = form_class(formdata=request.form)
+    if not form.validate():
+        if "csrf_token" in form.errors:
+            abort(400, description=i18n.gettext(
+                "The form's security token is missing or has expired. Reload the page and try again."
+            ))
+        abort(400, description=invalid)
+    return form
 
 
 def local_url(target: str | None) -> str | None:

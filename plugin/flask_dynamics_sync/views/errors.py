@@ -37,8 +37,6 @@ from flask import request
 from flask.typing import ResponseReturnValue
 from flask_admin import expose
 from flask_admin.contrib.sqla import ModelView
-from flask_admin.form import BaseForm
-from flask_admin.form import SecureForm
 from flask_admin.model.template import TemplateLinkRowAction
 from markupsafe import Markup
 from markupsafe import escape
@@ -79,7 +77,9 @@ from ..search import search_problem
 from ..state import get_state
 from ..time_limits import time_limit
 from .base import PluginViewMixin
+from .base import csrf_form_base
 from .base import local_url
+from .base import posted_form
 from .db_errors import exports_busy_response
 from .db_errors import message_response
 from .error_cells import ACTION_LABELS
@@ -132,19 +132,10 @@ class StateTabLink:
 # -- the action form --------------------------------------------------------------
 
 
-def _action_form_base() -> type[BaseForm]:
-    """Flask-WTF's form when the host runs ``CSRFProtect`` (its check needs its token), else ``SecureForm``."""
-    if "csrf" in current_app.extensions and current_app.config.get("WTF_CSRF_ENABLED", True):
-        from flask_wtf import FlaskForm
-
-        return t.cast("type[BaseForm]", FlaskForm)
-    return SecureForm
-
-
 def action_form_class() -> type[Form]:
     """The CSRF-protected form every state-changing POST of the view carries."""
 
-    class ErrorActionForm(_action_form_base()):  # type: ignore[misc, valid-type]
+    class ErrorActionForm(csrf_form_base()):  # type: ignore[misc, valid-type]
         action = HiddenField(validators=[validators.AnyOf([a.value for a in ErrorAction])])
         scope = HiddenField(validators=[validators.AnyOf([SCOPE_SELECTED, SCOPE_ALL])])
         url = HiddenField()
@@ -842,13 +833,7 @@ class SyncErrorsView(PluginViewMixin, ModelView):
             abort(403, description=reason)
         if not self.can_act():
             abort(403)
-        form = action_form_class()(formdata=request.form)
-        if not form.validate():
-            if "csrf_token" in form.errors:
-                abort(400, description=gettext(
-                    "The form's security token is missing or has expired. Reload the page and try again."
-                ))
-            abort(400, description=gettext("Unknown action or selection."))
+        form = posted_form(action_form_class(), gettext("Unknown action or selection."))
         action = ErrorAction(form.action.data)
         scope = form.scope.data
         if scope == SCOPE_SELECTED:

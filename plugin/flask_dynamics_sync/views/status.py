@@ -55,10 +55,11 @@ from ..pauses import resume
 from ..recorder import storable
 from ..types import Direction
 from .base import PluginViewMixin
+from .base import csrf_form_base
 from .base import local_url
 from .base import operator_name
+from .base import posted_form
 from .errors import SyncErrorsView
-from .errors import _action_form_base as csrf_form_base
 
 if t.TYPE_CHECKING:
     from ..extension import DynamicsSync
@@ -278,13 +279,7 @@ class SyncStatusView(PluginViewMixin, BaseView):
         """Pause or resume an object in one direction: a confirmation page first, then the change."""
         if not self.can_act():
             abort(403)
-        form = pause_form_class()(formdata=request.form)
-        if not form.validate():
-            if "csrf_token" in form.errors:
-                abort(400, description=gettext(
-                    "The form's security token is missing or has expired. Reload the page and try again."
-                ))
-            abort(400, description=gettext("Unknown object or direction."))
+        form = posted_form(pause_form_class(), gettext("Unknown object or direction."))
         object_type, action = form.object_type.data, form.action.data
         if object_type not in self.sync.settings.objects:
             abort(400, description=gettext("Unknown object or direction."))
